@@ -1,0 +1,96 @@
+# scgi-lua: the program ./scgi-lua and the Lua module scgi.core (build/scgi/core.so).
+#
+# Variables (LuaRocks passes the ones it knows):
+#   LUA_INCDIR  Lua 5.4 headers                  (default: /usr/include/lua5.4)
+#   LUA_LIB     how to link the program to Lua   (default: -llua5.4)
+#   CFLAGS      optimisation and extra flags     (default: -O2 -g)
+#   LIBFLAG     flags that make a shared module  (default: -shared)
+#   PREFIX      install prefix                   (default: /usr/local)
+#   BINDIR, LIBDIR, LUADIR   where make install puts the program, core.so and the Lua files
+#   DESTDIR     staging root for packagers
+#   O           build directory                  (default: build; make asan uses build-asan)
+#   SANITIZE    e.g. address,undefined           (compiles and links with -fsanitize=...)
+
+LUA_INCDIR ?= /usr/include/lua5.4
+LUA_LIB ?= -llua5.4
+CFLAGS ?= -O2 -g
+LIBFLAG ?= -shared
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib/lua/5.4
+LUADIR ?= $(PREFIX)/share/lua/5.4
+LUA ?= lua5.4
+O ?= build
+CC ?= cc
+
+WARN = -Wall -Wextra -Wshadow -Wconversion -Wno-sign-conversion -Wstrict-prototypes -Wmissing-prototypes
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC -pthread $(WARN) -I$(LUA_INCDIR) -I$(O) \
+  -DSCGI_LUADIR='"$(LUADIR)"' $(CFLAGS)
+ifneq ($(SANITIZE),)
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDSAN = -fsanitize=$(SANITIZE)
+endif
+
+CORE = scgi_parse config addr log conn lstate lclient worker server lscgi
+CORE_OBJ = $(CORE:%=$(O)/%.o)
+PROGRAM = $(O)/scgi-lua
+MODULE = $(O)/scgi/core.so
+
+.PHONY: all test test-c test-spec run install uninstall clean asan bench fuzz format
+
+all: $(PROGRAM) $(MODULE)
+ifeq ($(O),build)
+all: scgi-lua
+scgi-lua: $(PROGRAM)
+	cp $< $@
+endif
+
+$(O)/client_lua.h: core/client.lua
+	@mkdir -p $(O)
+	{ echo 'static const char client_lua[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/  "/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+
+$(O)/%.o: core/%.c core/*.h $(O)/client_lua.h
+	@mkdir -p $(O)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(PROGRAM): $(CORE_OBJ) $(O)/main.o
+	$(CC) $(CFLAGS) $(LDSAN) -pthread -o $@ $^ $(LUA_LIB) -lev -lm
+
+$(MODULE): $(CORE_OBJ)
+	@mkdir -p $(O)/scgi
+	$(CC) $(CFLAGS) $(LDSAN) $(LIBFLAG) -pthread -o $@ $^ -lev -lm
+
+$(O)/test_parse: core/test_parse.c core/scgi_parse.c core/scgi_parse.h
+	@mkdir -p $(O)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fsanitize=address,undefined \
+	  -fno-sanitize-recover=all -o $@ core/test_parse.c core/scgi_parse.c
+
+# The C parser tests (under ASan and UBSan) and the busted specs; ends with "N passed, N failed".
+test: all $(O)/test_parse
+	@sh spec/run.sh $(O)
+
+test-c: $(O)/test_parse
+	$(O)/test_parse
+
+asan:
+	$(MAKE) O=build-asan SANITIZE=address,undefined CFLAGS='-O1 -g'
+
+run:
+	@sh examples/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/scgi $(DESTDIR)$(LUADIR)/scgi
+	install -m 755 $(PROGRAM) $(DESTDIR)$(BINDIR)/scgi-lua
+	install -m 755 $(MODULE) $(DESTDIR)$(LIBDIR)/scgi/core.so
+	install -m 644 lua/scgi/*.lua $(DESTDIR)$(LUADIR)/scgi/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/scgi-lua $(DESTDIR)$(LIBDIR)/scgi/core.so
+	rm -rf $(DESTDIR)$(LUADIR)/scgi
+
+format:
+	clang-format -i core/*.c core/*.h bench/*.c fuzz/*.c
+
+clean:
+	rm -rf build build-asan scgi-lua

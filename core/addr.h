@@ -1,0 +1,25 @@
+/* addr.h: socket address strings, binding and listening, the stale-socket check. */
+#ifndef SCGI_ADDR_H
+#define SCGI_ADDR_H
+
+#include <stddef.h>
+
+struct listener {
+  int fd;
+  int is_unix;
+  char path[108];  /* the unix socket path we created, removed on exit; "" otherwise */
+  char name[200];  /* the real address, for the log line: unix:/path, 127.0.0.1:4000, [::1]:4000 */
+};
+
+/* Opens a listening socket for ADDR (/path, unix:/path, HOST:PORT, [V6]:PORT, fd:N) with
+   close-on-exec and non-blocking set. MODE >= 0 sets a unix socket's permissions. Returns 0, or -1
+   with a one-line message in err. */
+int listener_open(struct listener *l, const char *addr, int mode, char *err, size_t errlen);
+
+/* Closes the socket and removes the unix socket file if it is still ours. */
+void listener_close(struct listener *l);
+
+/* Removes the unix socket file now (new clients are refused), keeping the descriptor open. */
+void listener_unlink(struct listener *l);
+
+#endif

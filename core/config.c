@@ -1,0 +1,148 @@
+/* config.c: option table, defaults and value parsing shared by the program and the module. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum kind { K_STRING, K_INT, K_SIZE, K_SECONDS, K_MODE };
+
+struct option_def {
+  const char *name;
+  enum kind kind;
+  size_t offset;
+  double min, max;
+};
+
+#define OPT(n, k, field, lo, hi) {n, k, offsetof(struct scgi_config, field), lo, hi}
+static const struct option_def options[] = {
+    OPT("socket", K_STRING, socket, 0, 0),
+    OPT("socket-mode", K_MODE, socket_mode, 0, 07777),
+    OPT("workers", K_INT, workers, 1, 1024),
+    OPT("max-header-size", K_SIZE, max_header_size, 64, 16777216),
+    OPT("max-body-size", K_SIZE, max_body_size, 0, 1e18),
+    OPT("timeout", K_SECONDS, timeout, 0.001, 1e9),
+    OPT("max-connections", K_INT, max_connections, 1, 1000000),
+    OPT("grace", K_SECONDS, grace, 0, 1e9),
+};
+
+const char config_help[] =
+    "  --socket ADDR           /path, unix:/path, HOST:PORT, [V6]:PORT or fd:N\n"
+    "                          (default: /tmp/<uid>/scgi)\n"
+    "  --socket-mode MODE      octal permissions of a unix socket (default: from the umask)\n"
+    "  --workers N             worker threads, one Lua state each (default: online CPUs)\n"
+    "  --max-header-size SIZE  largest SCGI header block; over it: 431 (default: 64K)\n"
+    "  --max-body-size SIZE    largest request body, 0 for none; over it: 413 (default: 16M)\n"
+    "  --timeout SECONDS       inactivity while reading or writing a request (default: 60)\n"
+    "  --max-connections N     open connections per worker; over it: 503 (default: 1024)\n"
+    "  --grace SECONDS         time in-flight requests get after SIGTERM (default: 30)\n"
+    "  --help, --version\n"
+    "SIZE takes a K, M or G suffix (powers of 1024).\n";
+
+void config_init(struct scgi_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->socket_mode = -1;
+  cfg->workers = 0;
+  cfg->max_header_size = 64 * 1024;
+  cfg->max_body_size = 16 * 1024 * 1024;
+  cfg->timeout = 60;
+  cfg->max_connections = 1024;
+  cfg->grace = 30;
+}
+
+static const struct option_def *find(const char *name) {
+  char canon[64];
+  size_t n = strlen(name);
+  if (n >= sizeof canon) return NULL;
+  for (size_t i = 0; i <= n; i++) canon[i] = name[i] == '_' ? '-' : name[i];
+  for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+    if (strcmp(options[i].name, canon) == 0) return &options[i];
+  return NULL;
+}
+
+int config_known(const char *name) { return find(name) != NULL; }
+
+static int parse_number(const struct option_def *o, const char *v, double *out) {
+  char *end;
+  errno = 0;
+  if (o->kind == K_MODE) {
+    long m = strtol(v, &end, 8);
+    *out = (double)m;
+  } else if (o->kind == K_INT) {
+    long long i = strtoll(v, &end, 10);
+    *out = (double)i;
+  } else {
+    *out = strtod(v, &end);
+  }
+  if (end == v || errno != 0 || !isfinite(*out)) return -1;
+  if (o->kind == K_SIZE && *end) {
+    double mul = *end == 'K' || *end == 'k'   ? 1024.0
+                 : *end == 'M' || *end == 'm' ? 1048576.0
+                 : *end == 'G' || *end == 'g' ? 1073741824.0
+                                              : 0;
+    if (mul == 0) return -1;
+    *out *= mul;
+    end++;
+    if (*end == 'B' || *end == 'b') end++;
+  }
+  if (*end) return -1;
+  if (o->kind != K_SECONDS && *out != floor(*out)) return -1;
+  return 0;
+}
+
+static const char *expected(enum kind k) {
+  switch (k) {
+  case K_INT: return "an integer";
+  case K_SIZE: return "a size in bytes, with an optional K, M or G suffix";
+  case K_SECONDS: return "a number of seconds";
+  case K_MODE: return "an octal mode such as 0660";
+  default: return "a string";
+  }
+}
+
+int config_set(struct scgi_config *cfg, const char *name, const char *value, char *err,
+               size_t errlen) {
+  const struct option_def *o = find(name);
+  double d;
+  if (o == NULL) {
+    snprintf(err, errlen, "unknown option '%s'", name);
+    return -1;
+  }
+  char *field = (char *)cfg + o->offset;
+  if (o->kind == K_STRING) {
+    if (*value == '\0') goto bad;
+    *(const char **)field = value;
+    return 0;
+  }
+  if (parse_number(o, value, &d) < 0) goto bad;
+  if (d < o->min || d > o->max) {
+    snprintf(err, errlen, "invalid value for --%s: '%s' (expected %s from %g to %g)", o->name,
+             value, expected(o->kind), o->min, o->max);
+    return -1;
+  }
+  switch (o->kind) {
+  case K_INT:
+  case K_MODE: *(int *)field = (int)d; break;
+  case K_SIZE:
+    if (o->offset == offsetof(struct scgi_config, max_header_size))
+      *(size_t *)field = (size_t)d;
+    else
+      *(uint64_t *)field = (uint64_t)d;
+    break;
+  case K_SECONDS: *(double *)field = d; break;
+  default: break;
+  }
+  return 0;
+bad:
+  snprintf(err, errlen, "invalid value for --%s: '%s' (expected %s)", o->name, value,
+           expected(o->kind));
+  return -1;
+}
+
+const char *config_default_socket(char *buf, size_t len) {
+  snprintf(buf, len, "/tmp/%lu/scgi", (unsigned long)getuid());
+  return buf;
+}

@@ -1,0 +1,37 @@
+/* config.h: the server's options, their defaults, and parsing them from strings. */
+#ifndef SCGI_CONFIG_H
+#define SCGI_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct scgi_config {
+  const char *app;      /* path of the app file, or NULL for a function handler */
+  const char *socket;   /* address string; NULL: the default path */
+  int socket_mode;      /* permissions of a unix socket, or -1 to leave them to the umask */
+  int workers;          /* worker threads; 0: online CPUs */
+  size_t max_header_size;
+  uint64_t max_body_size; /* 0: no limit */
+  double timeout;         /* seconds of inactivity while reading or writing */
+  int max_connections;    /* per worker */
+  double grace;           /* seconds in-flight requests get after SIGTERM */
+};
+
+/* Fills cfg with the defaults. */
+void config_init(struct scgi_config *cfg);
+
+/* Sets option NAME (without dashes, '-' or '_' between words) from VALUE; returns 0, or -1 with
+   a one-line message in err. Strings are stored by pointer: VALUE must outlive cfg. */
+int config_set(struct scgi_config *cfg, const char *name, const char *value, char *err,
+               size_t errlen);
+
+/* Returns 1 if NAME is an option that takes a value. */
+int config_known(const char *name);
+
+/* The default socket path, /tmp/<uid>/scgi, written into buf. */
+const char *config_default_socket(char *buf, size_t len);
+
+/* The options' help text, for --help. */
+extern const char config_help[];
+
+#endif

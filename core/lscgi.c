@@ -1,0 +1,72 @@
+/* lscgi.c: luaopen_scgi_core, the C side of require "scgi": serve() runs the server from Lua. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "server.h"
+
+/* Copies the options table's entries into the config; raises on an unknown or bad one. */
+static void read_options(lua_State *L, int idx, struct scgi_config *cfg) {
+  char err[512];
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "option names must be strings");
+    const char *name = lua_tostring(L, -2);
+    const char *value = lua_type(L, -1) == LUA_TBOOLEAN ? (lua_toboolean(L, -1) ? "1" : "0")
+                                                        : lua_tostring(L, -1);
+    if (value == NULL) luaL_error(L, "option '%s' must be a string or a number", name);
+    if (!config_known(name)) luaL_error(L, "unknown option '%s'", name);
+    if (config_set(cfg, name, value, err, sizeof err) < 0) luaL_error(L, "%s", err);
+    lua_pop(L, 1);
+  }
+}
+
+/* serve(handler, options): a function runs in this state (one worker); a path runs in a pool of
+   worker states. Blocks until SIGTERM or SIGINT; returns true, or nil and a message. */
+static int l_serve(lua_State *L) {
+  struct server s;
+  char err[1024];
+  int fn = lua_type(L, 1) == LUA_TFUNCTION;
+  if (!fn) luaL_checkstring(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  memset(&s, 0, sizeof s);
+  config_init(&s.cfg);
+  if (lua_istable(L, 2)) read_options(L, 2, &s.cfg);
+  s.fn_ref = LUA_NOREF;
+  if (fn) {
+    lclient_open(L);
+    s.fn_L = lua_newthread(L); /* index 3: the state the handler's coroutines come from */
+    lua_pushvalue(L, 1);
+    s.fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    s.cfg.app = lua_tostring(L, 1);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_getfield(L, -2, "cpath");
+    s.lua_path = lua_tostring(L, -2); /* stay on the stack while the server runs */
+    s.lua_cpath = lua_tostring(L, -1);
+  }
+  int rc = server_run(&s, err, sizeof err);
+  if (fn) luaL_unref(L, LUA_REGISTRYINDEX, s.fn_ref);
+  if (rc != 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int luaopen_scgi_core(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"serve", l_serve}, {NULL, NULL}};
+  luaL_newlib(L, funcs);
+  lua_pushliteral(L, SCGI_VERSION);
+  lua_setfield(L, -2, "version");
+  lclient_open(L);
+  luaL_getmetatable(L, "scgi.client");
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "client_methods"); /* lets Lua modules add methods to every client */
+  lua_pop(L, 1);
+  return 1;
+}

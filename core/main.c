@@ -1,0 +1,91 @@
+/* main.c: the scgi-lua program: options, then the server. */
+#include <ev.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#ifndef SCGI_LUADIR
+#define SCGI_LUADIR "/usr/local/share/lua/5.4"
+#endif
+
+static const char usage[] = "usage: scgi-lua APP.lua [options]\n";
+
+static int bad_usage(const char *msg) {
+  fprintf(stderr, "scgi-lua: %s (see scgi-lua --help)\n", msg);
+  return 2;
+}
+
+/* package.path for worker states: the checkout's lua/, the tree the program is installed in,
+   the install prefix, then Lua's default. */
+static char *module_path(void) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  const char *dflt = getenv("LUA_PATH_5_4") ? getenv("LUA_PATH_5_4") : getenv("LUA_PATH");
+  exe[n > 0 ? n : 0] = '\0';
+  char *slash = strrchr(exe, '/');
+  if (slash) *slash = '\0';
+  if (dflt == NULL) dflt = LUA_PATH_DEFAULT;
+  size_t len = 4 * strlen(exe) + 2 * strlen(SCGI_LUADIR) + strlen(dflt) + 200;
+  char *path = malloc(len);
+  if (path == NULL) return NULL;
+  snprintf(path, len,
+           "%s/lua/?.lua;%s/lua/?/init.lua;%s/../share/lua/5.4/?.lua;%s/../share/lua/5.4/?/init.lua;"
+           "%s/?.lua;%s/?/init.lua;%s",
+           exe, exe, exe, exe, SCGI_LUADIR, SCGI_LUADIR, dflt);
+  return path;
+}
+
+int main(int argc, char **argv) {
+  static struct server s;
+  char err[1024];
+  config_init(&s.cfg);
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      printf("%sRuns the Lua handler that APP.lua returns, over SCGI, on every core.\n\n%s", usage,
+             config_help);
+      return 0;
+    }
+    if (strcmp(a, "--version") == 0) {
+      printf("scgi-lua %s (%s, libev %d.%d)\n", SCGI_VERSION, LUA_RELEASE, ev_version_major(),
+             ev_version_minor());
+      return 0;
+    }
+    if (strncmp(a, "--", 2) != 0) {
+      if (s.cfg.app) return bad_usage("more than one app file given");
+      s.cfg.app = a;
+      continue;
+    }
+    char name[64];
+    const char *eq = strchr(a + 2, '='), *value;
+    size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+    snprintf(name, sizeof name, "%.*s", (int)len, a + 2);
+    if (!config_known(name)) {
+      snprintf(err, sizeof err, "unknown option '%s'", a);
+      return bad_usage(err);
+    }
+    if (eq) {
+      value = eq + 1;
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      snprintf(err, sizeof err, "option --%s needs a value", name);
+      return bad_usage(err);
+    }
+    if (config_set(&s.cfg, name, value, err, sizeof err) < 0) return bad_usage(err);
+  }
+  if (s.cfg.app == NULL) return bad_usage("no app file given; usage: scgi-lua APP.lua [options]");
+  s.lua_path = module_path();
+  s.fn_ref = LUA_NOREF;
+  int rc = server_run(&s, err, sizeof err);
+  free((char *)s.lua_path);
+  if (rc != 0) {
+    fprintf(stderr, "scgi-lua: %s\n", err);
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,135 @@
+/* server.h: the server, its workers and their connections, as the core's files share them. */
+#ifndef SCGI_SERVER_H
+#define SCGI_SERVER_H
+
+#include <ev.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "config.h"
+#include "scgi_parse.h"
+
+#define SCGI_VERSION "0.1.0"
+#define SCGI_MAX_HEADERS 1024
+
+struct server;
+struct worker;
+
+enum conn_state {
+  CONN_HEAD,    /* reading the header block */
+  CONN_RUN,     /* the handler's coroutine owns the connection */
+  CONN_FLUSH,   /* handler done: writing what is buffered */
+  CONN_LINGER,  /* response sent: discarding the unread body until the peer closes */
+  CONN_CLOSED   /* descriptor closed; the struct lives until the coroutine ends */
+};
+
+enum conn_wait { WAIT_NONE, WAIT_READ, WAIT_WRITE };
+
+struct conn {
+  ev_io io; /* first member: the watcher's address is the conn's */
+  ev_timer timer;
+  struct worker *w;
+  struct conn *prev, *next;
+  int fd;
+  enum conn_state state;
+  enum conn_wait wait;     /* what the parked coroutine waits for */
+  uint64_t id;             /* request id, for the logs */
+  char *in;                /* header block, then body bytes */
+  size_t in_cap, in_len, in_off;
+  char *out;
+  size_t out_cap, out_len, out_off;
+  uint64_t content_length, body_recv, body_read;
+  uint64_t bytes_out;      /* bytes that reached the socket */
+  lua_State *co;           /* the request's coroutine, NULL when none runs */
+  int co_ref, client_ref;
+  struct lclient *client;
+  int err;                 /* errno of a failed read or write, or -1 at EOF */
+  unsigned peer_gone : 1;  /* the peer closed or reset: reads and writes answer "closed" */
+  unsigned timed_out : 1;
+  char method[12];
+  char *uri;               /* REQUEST_URI for the logs (malloc'd) */
+};
+
+struct worker {
+  struct server *srv;
+  int id;
+  pthread_t thread;
+  struct ev_loop *loop;
+  ev_io accept_w;
+  ev_async wake;
+  ev_timer accept_retry;   /* EMFILE: paused accepting */
+  int ep_fd;               /* private epoll holding the listener with EPOLLEXCLUSIVE */
+  lua_State *L;            /* the app's state (owned unless the handler is a caller's function) */
+  int own_state;
+  int handler_ref;
+  struct conn *conns;
+  unsigned nconns;
+  atomic_int stop;         /* 1: stop accepting and finish; 2: abandon now */
+  int accepting;
+  int emfile_logged;
+  struct scgi_header *hdrs;
+  char *scratch;           /* drained bytes go here */
+  uint64_t served, errors, spurious;
+  char load_error[1024];
+};
+
+struct server {
+  struct scgi_config cfg;
+  struct listener lst;
+  int nworkers;
+  struct worker *workers;
+  struct ev_loop *loop;    /* the main thread's: signals, grace, worker exits */
+  ev_signal sig_term, sig_int;
+  ev_timer grace_timer;
+  ev_async done;
+  atomic_int running;      /* workers whose loop has not ended */
+  atomic_uint_fast64_t next_id;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int ready, failed, go;   /* start-up handshake: states built, then the listener is there */
+  int stopping;
+  lua_State *fn_L;         /* a caller's function handler: its state and registry ref */
+  int fn_ref;
+  const char *lua_path, *lua_cpath; /* package.path and cpath for worker states, or NULL */
+};
+
+/* server.c */
+int server_run(struct server *s, char *err, size_t errlen);
+
+/* worker.c */
+int worker_init(struct worker *w, struct server *s, int id);
+void *worker_main(void *arg);
+void worker_conn_done(struct worker *w);
+
+/* conn.c */
+void conn_start(struct worker *w, int fd);
+void conn_on_io(struct ev_loop *loop, ev_io *io, int revents);
+void conn_on_timer(struct ev_loop *loop, ev_timer *t, int revents);
+void conn_park(struct conn *c, enum conn_wait wait);
+int conn_fill(struct conn *c, size_t want);
+int conn_flush(struct conn *c);
+void conn_respond_error(struct conn *c, int status, const char *why);
+void conn_free_all(struct worker *w);
+void conn_finish(struct conn *c);
+void conn_close(struct conn *c);
+
+/* lstate.c */
+lua_State *lstate_new(struct worker *w, const char *app, char *err, size_t errlen);
+void lstate_run(struct conn *c, int nargs);
+int lstate_start(struct conn *c, const struct scgi_header *h, size_t n);
+void lstate_release(struct conn *c);
+
+/* lclient.c */
+void lclient_open(lua_State *L);
+struct lclient *lclient_push(lua_State *L, struct conn *c);
+void lclient_detach(struct lclient *cl);
+int luaopen_scgi_core(lua_State *L);
+
+/* log.c */
+void slog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,149 @@
+/* worker.c: one worker thread: its loop, its Lua state, accepting, stopping. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "server.h"
+
+#define ACCEPT_BATCH 64
+
+static void accept_pause(struct worker *w, int err) {
+  if (!w->emfile_logged)
+    slog("worker %d: cannot accept: %s; pausing until descriptors free up", w->id, strerror(err));
+  w->emfile_logged = 1;
+  ev_io_stop(w->loop, &w->accept_w);
+  ev_timer_set(&w->accept_retry, 0.1, 0.);
+  ev_timer_start(w->loop, &w->accept_retry);
+}
+
+/* Accepts what is queued on the listener, up to a batch so the loop stays fair. */
+static void accept_some(struct worker *w) {
+  int lfd = w->srv->lst.fd;
+  for (int i = 0; i < ACCEPT_BATCH; i++) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      w->emfile_logged = 0;
+      conn_start(w, fd);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (i == 0) w->spurious++;
+      return;
+    }
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      accept_pause(w, errno);
+      return;
+    }
+    slog("worker %d: accept: %s", w->id, strerror(errno));
+    return;
+  }
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *io, int revents) {
+  (void)loop;
+  (void)revents;
+  accept_some((struct worker *)((char *)io - offsetof(struct worker, accept_w)));
+}
+
+static void on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents) {
+  struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, accept_retry));
+  (void)revents;
+  if (atomic_load(&w->stop)) return;
+  ev_io_start(loop, &w->accept_w);
+  accept_some(w);
+}
+
+void worker_conn_done(struct worker *w) {
+  if (atomic_load(&w->stop) && w->nconns == 0) ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void on_wake(struct ev_loop *loop, ev_async *a, int revents) {
+  struct worker *w = (struct worker *)((char *)a - offsetof(struct worker, wake));
+  (void)revents;
+  int stop = atomic_load(&w->stop);
+  if (stop >= 2) {
+    ev_break(loop, EVBREAK_ALL);
+    return;
+  }
+  if (stop == 1 && w->accepting) {
+    accept_some(w); /* serve what is already queued */
+    ev_io_stop(loop, &w->accept_w);
+    ev_timer_stop(loop, &w->accept_retry);
+    w->accepting = 0;
+    worker_conn_done(w);
+  }
+}
+
+static int worker_listen(struct worker *w) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
+  w->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (w->ep_fd < 0 || epoll_ctl(w->ep_fd, EPOLL_CTL_ADD, w->srv->lst.fd, &ev) < 0) return -1;
+  ev_io_init(&w->accept_w, on_accept, w->ep_fd, EV_READ);
+  ev_io_start(w->loop, &w->accept_w);
+  ev_init(&w->accept_retry, on_accept_retry);
+  w->accepting = 1;
+  return 0;
+}
+
+/* Prepares what the main thread may touch before the thread starts: the loop and its wake-up. */
+int worker_init(struct worker *w, struct server *s, int id) {
+  memset(w, 0, sizeof *w);
+  w->srv = s;
+  w->id = id;
+  w->ep_fd = -1;
+  w->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+  if (w->loop == NULL) return -1;
+  ev_async_init(&w->wake, on_wake);
+  ev_async_start(w->loop, &w->wake);
+  return 0;
+}
+
+/* Builds the state, reports to the main thread, waits for the listener, serves. */
+void *worker_main(void *arg) {
+  struct worker *w = arg;
+  struct server *s = w->srv;
+  int ok = 0;
+  w->hdrs = malloc(SCGI_MAX_HEADERS * sizeof *w->hdrs);
+  w->scratch = malloc(65536);
+  if (w->hdrs == NULL || w->scratch == NULL) {
+    snprintf(w->load_error, sizeof w->load_error, "worker %d: out of memory", w->id);
+  } else if (s->fn_L) {
+    w->L = s->fn_L;
+    w->handler_ref = s->fn_ref;
+    ok = 1;
+  } else {
+    w->L = lstate_new(w, s->cfg.app, w->load_error, sizeof w->load_error);
+    w->own_state = 1;
+    ok = w->L != NULL;
+  }
+  pthread_mutex_lock(&s->mu);
+  if (ok)
+    s->ready++;
+  else
+    s->failed++;
+  pthread_cond_broadcast(&s->cv);
+  while (s->go == 0) pthread_cond_wait(&s->cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  if (ok && s->go == 1) {
+    if (worker_listen(w) < 0)
+      slog("worker %d: cannot watch the listener: %s", w->id, strerror(errno));
+    else
+      ev_run(w->loop, 0);
+  }
+  conn_free_all(w);
+  if (w->own_state && w->L) lua_close(w->L);
+  w->L = NULL;
+  if (w->ep_fd >= 0) close(w->ep_fd);
+  free(w->hdrs);
+  free(w->scratch);
+  atomic_fetch_sub(&s->running, 1);
+  ev_async_send(s->loop, &s->done);
+  return NULL;
+}

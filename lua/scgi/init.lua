@@ -1,0 +1,22 @@
+-- scgi: serve Lua handlers over SCGI; the Lua facade over scgi.core.
+local core = require "scgi.core"
+
+local scgi = { version = core.version, client_methods = core.client_methods }
+
+-- Serves requests until SIGTERM or SIGINT. handler: a function (runs in this Lua state, one
+-- worker) or the path of an app file that returns one (runs in a pool of worker states).
+-- options: the program's options as snake_case keys, e.g. { socket = "/tmp/app.sock" }.
+function scgi.handle_requests(handler, options)
+  local kind = type(handler)
+  if kind ~= "function" and kind ~= "string" then
+    error("bad argument #1 to 'handle_requests' (function or path expected, got " .. kind .. ")", 2)
+  end
+  if options ~= nil and type(options) ~= "table" then
+    error("bad argument #2 to 'handle_requests' (table expected, got " .. type(options) .. ")", 2)
+  end
+  local ok, err = core.serve(handler, options or {})
+  if not ok then error("scgi-lua: " .. err, 2) end
+  return true
+end
+
+return scgi
