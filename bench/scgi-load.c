@@ -50,7 +50,8 @@ struct thread {
   pthread_t tid;
   int ep;
   int nslots;
-  int active; /* slots not idle */
+  int active;   /* slots not idle */
+  int retrying; /* slots waiting in S_RETRY */
   struct slot *slots;
   struct stats st;
   char buf[65536]; /* read scratch: the response body is discarded */
@@ -126,25 +127,30 @@ static void slot_reset(struct thread *t, struct slot *s) {
   t->active--;
 }
 
+/* Parks an idle slot until the next scan at or after time at. */
+static void slot_defer(struct thread *t, struct slot *s, uint64_t at) {
+  s->state = S_RETRY;
+  s->t0 = at;
+  t->active++;
+  t->retrying++;
+}
+
 static void slot_fail(struct thread *t, struct slot *s, int kind, uint64_t now) {
   if (s->counted && atomic_load_explicit(&phase, memory_order_relaxed) == PH_MEASURE)
     t->st.errors[kind]++;
   slot_reset(t, s);
-  if (kind == E_CONNECT) { /* back off briefly rather than spin on a refusing server */
-    s->state = S_RETRY;
-    s->t0 = now + RETRY_NS;
-    t->active++;
-  }
+  if (kind == E_CONNECT) slot_defer(t, s, now + RETRY_NS); /* do not spin on a refusing server */
 }
-
-static void slot_read(struct thread *t, struct slot *s);
 
 static void slot_write(struct thread *t, struct slot *s) {
   while (s->woff < request_len) {
     ssize_t n = send(s->fd, request + s->woff, request_len - s->woff, MSG_NOSIGNAL);
     if (n > 0) {
       s->woff += (size_t)n;
-      s->state = S_WRITING; /* connected, since something was sent */
+      if (s->state == S_CONNECTING) { /* connected, since something was sent */
+        s->state = S_WRITING;
+        t->st.connects++;
+      }
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -154,7 +160,6 @@ static void slot_write(struct thread *t, struct slot *s) {
       return;
     }
   }
-  if (s->state != S_CONNECTING) t->st.connects++;
   s->state = S_READING;
 }
 
@@ -179,8 +184,10 @@ static void slot_start(struct thread *t, struct slot *s) {
   uint32_t events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   if (connect(s->fd, (struct sockaddr *)&peer, peer_len) == 0) {
     s->state = S_WRITING;
+    t->st.connects++;
     slot_write(t, s); /* unix sockets connect at once: send before registering */
-    if (s->state == S_IDLE || s->state == S_RETRY) return;
+    if (s->state == S_IDLE) slot_defer(t, s, s->t0); /* write error: restart from the loop */
+    if (s->state == S_RETRY) return;
     if (s->state == S_READING) events &= ~(uint32_t)EPOLLOUT;
   } else if (errno != EINPROGRESS) {
     slot_fail(t, s, E_CONNECT, s->t0);
@@ -209,7 +216,10 @@ static void slot_done(struct thread *t, struct slot *s) {
   slot_start(t, s);
 }
 
-static void slot_read(struct thread *t, struct slot *s) {
+/* Reads until EOF. When the event already reported the peer's shutdown (EPOLLRDHUP), all the
+   response is queued, so a short read is the end: that saves the recv that would return 0. */
+static void slot_read(struct thread *t, struct slot *s, uint32_t events) {
+  int eof_known = (events & (EPOLLRDHUP | EPOLLERR)) == EPOLLRDHUP;
   for (;;) {
     ssize_t n = recv(s->fd, t->buf, sizeof t->buf, 0);
     if (n > 0) {
@@ -219,6 +229,10 @@ static void slot_read(struct thread *t, struct slot *s) {
         memcpy(s->head + s->rlen, t->buf, k);
       }
       s->rlen += (size_t)n;
+      if (eof_known && (size_t)n < sizeof t->buf) {
+        slot_done(t, s);
+        return;
+      }
     } else if (n == 0) {
       slot_done(t, s);
       return;
@@ -243,7 +257,7 @@ static void *thread_main(void *arg) {
   for (;;) {
     int ph = atomic_load_explicit(&phase, memory_order_acquire);
     if (ph == PH_STOP || (ph == PH_MEASURE && t->active == 0)) break;
-    int n = epoll_wait(t->ep, evs, 512, 10);
+    int n = epoll_wait(t->ep, evs, 512, t->retrying ? 1 : 10);
     if (n < 0 && errno != EINTR) {
       perror("scgi-load: epoll_wait");
       break;
@@ -259,7 +273,7 @@ static void *thread_main(void *arg) {
         }
       }
       if (s->state == S_READING && (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)))
-        slot_read(t, s);
+        slot_read(t, s, e);
     }
     uint64_t now = now_ns();
     if (now >= next_scan) { /* retries and timeouts; cheap enough at this rate */
@@ -269,6 +283,7 @@ static void *thread_main(void *arg) {
         if (s->state == S_RETRY && now >= s->t0) {
           s->state = S_IDLE;
           t->active--;
+          t->retrying--;
           slot_start(t, s);
         } else if (s->state != S_IDLE && s->state != S_RETRY && now - s->t0 > timeout_ns) {
           slot_fail(t, s, E_TIMEOUT, now);

@@ -178,6 +178,7 @@ static int open_fd(struct listener *l, const char *num, char *err, size_t errlen
   char real[150];
   name_of(l->fd, real, sizeof real);
   snprintf(l->name, sizeof l->name, "fd:%ld (%s)", fd, real);
+  l->is_unix = strncmp(real, "unix:", 5) == 0;
   return 0;
 }
 

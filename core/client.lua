@@ -22,12 +22,15 @@ local reasons = {
 }
 methods.reasons = reasons
 
-local function argerror(n, fname, msg) error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3) end
+-- Raises "bad argument" at the caller of respond (level: how far up that caller is from here).
+local function argerror(n, fname, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), (level or 2) + 1)
+end
 
 local function header_line(parts, name, value)
   value = tostring(value)
-  if find(name, "[\r\n:]") or name == "" then argerror(2, "respond", "invalid header name '" .. name .. "'") end
-  if find(value, "[\r\n]") then argerror(2, "respond", "header '" .. name .. "' has CR or LF in its value") end
+  if find(name, "[\r\n:]") or name == "" then argerror(2, "respond", "invalid header name '" .. name .. "'", 3) end
+  if find(value, "[\r\n]") then argerror(2, "respond", "header '" .. name .. "' has CR or LF in its value", 3) end
   parts[#parts + 1] = name .. ": " .. value .. "\r\n"
 end
 
@@ -38,7 +41,8 @@ function methods:respond(status, headers, body)
   if mtype(status) == "integer" then
     if status < 100 or status > 999 then argerror(1, "respond", "status out of range") end
     line = status .. " " .. (reasons[status] or "Unknown")
-  elseif type(status) == "string" and not find(status, "[\r\n]") then
+  elseif type(status) == "string" then
+    if find(status, "[\r\n]") then argerror(1, "respond", "status has CR or LF in it") end
     line = status
   elseif status == nil then
     line = "200 OK"

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum kind { K_STRING, K_INT, K_SIZE, K_SECONDS, K_MODE };
+enum kind { K_STRING, K_INT, K_SIZE, K_SECONDS, K_MODE, K_NUMBER };
 
 struct option_def {
   const char *name;
@@ -27,6 +27,9 @@ static const struct option_def options[] = {
     OPT("timeout", K_SECONDS, timeout, 0.001, 1e9),
     OPT("max-connections", K_INT, max_connections, 1, 1000000),
     OPT("grace", K_SECONDS, grace, 0, 1e9),
+    OPT("request-timeout", K_SECONDS, request_timeout, 0.001, 1e9),
+    OPT("cpu-limit", K_SECONDS, cpu_limit, 0.001, 1e9),
+    OPT("memory-limit", K_NUMBER, memory_limit, 0, 1e9),
 };
 
 const char config_help[] =
@@ -39,6 +42,11 @@ const char config_help[] =
     "  --timeout SECONDS       inactivity while reading or writing a request (default: 60)\n"
     "  --max-connections N     open connections per worker; over it: 503 (default: 1024)\n"
     "  --grace SECONDS         time in-flight requests get after SIGTERM (default: 30)\n"
+    "  --request-timeout SECONDS  budget of one request from accept to close; then 504\n"
+    "                          (default: 60)\n"
+    "  --cpu-limit SECONDS     time a handler may run Lua without yielding; then 500 or 504\n"
+    "                          (default: 10)\n"
+    "  --memory-limit MB       Lua memory per worker state, 0 for none (default: 0)\n"
     "  --help, --version\n"
     "SIZE takes a K, M or G suffix (powers of 1024).\n";
 
@@ -51,6 +59,9 @@ void config_init(struct scgi_config *cfg) {
   cfg->timeout = 60;
   cfg->max_connections = 1024;
   cfg->grace = 30;
+  cfg->request_timeout = 60;
+  cfg->cpu_limit = 10;
+  cfg->memory_limit = 0;
 }
 
 static const struct option_def *find(const char *name) {
@@ -89,7 +100,7 @@ static int parse_number(const struct option_def *o, const char *v, double *out) 
     if (*end == 'B' || *end == 'b') end++;
   }
   if (*end) return -1;
-  if (o->kind != K_SECONDS && *out != floor(*out)) return -1;
+  if (o->kind != K_SECONDS && o->kind != K_NUMBER && *out != floor(*out)) return -1;
   return 0;
 }
 
@@ -98,6 +109,7 @@ static const char *expected(enum kind k) {
   case K_INT: return "an integer";
   case K_SIZE: return "a size in bytes, with an optional K, M or G suffix";
   case K_SECONDS: return "a number of seconds";
+  case K_NUMBER: return "a number";
   case K_MODE: return "an octal mode such as 0660";
   default: return "a string";
   }
@@ -132,7 +144,8 @@ int config_set(struct scgi_config *cfg, const char *name, const char *value, cha
     else
       *(uint64_t *)field = (uint64_t)d;
     break;
-  case K_SECONDS: *(double *)field = d; break;
+  case K_SECONDS:
+  case K_NUMBER: *(double *)field = d; break;
   default: break;
   }
   return 0;

@@ -15,6 +15,9 @@ struct scgi_config {
   double timeout;         /* seconds of inactivity while reading or writing */
   int max_connections;    /* per worker */
   double grace;           /* seconds in-flight requests get after SIGTERM */
+  double request_timeout; /* wall-clock budget of one request, accept to close */
+  double cpu_limit;       /* seconds a handler may run Lua without yielding */
+  double memory_limit;    /* MiB per worker Lua state; 0: none */
 };
 
 /* Fills cfg with the defaults. */

@@ -45,12 +45,16 @@ void conn_close(struct conn *c) {
   if (c->state != CONN_CLOSED) {
     ev_io_stop(loop, &c->io);
     ev_timer_stop(loop, &c->timer);
+    ev_timer_stop(loop, &c->budget);
     close(c->fd);
     c->fd = -1;
     c->state = CONN_CLOSED;
     c->wait = WAIT_NONE;
   }
-  if (c->co == NULL) conn_free(c);
+  if (c->co == NULL) {
+    ev_timer_stop(loop, &c->wake);
+    conn_free(c);
+  }
 }
 
 /* Waits for the descriptor to become readable or writable, with the inactivity timer running. */
@@ -204,6 +208,16 @@ void conn_respond_error(struct conn *c, int status, const char *why) {
   conn_finish(c);
 }
 
+/* Keeps the method and URI for the log lines. */
+static void set_request_line(struct conn *c, const struct scgi_header *h, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (h[i].name_len == 14 && memcmp(h[i].name, "REQUEST_METHOD", 14) == 0)
+      snprintf(c->method, sizeof c->method, "%s", h[i].value);
+    else if (h[i].name_len == 11 && memcmp(h[i].name, "REQUEST_URI", 11) == 0 && c->uri == NULL)
+      c->uri = strdup(h[i].value);
+  }
+}
+
 static void conn_dispatch(struct conn *c, size_t consumed, size_t nh, uint64_t content_length) {
   struct worker *w = c->w;
   uint64_t limit = w->srv->cfg.max_body_size;
@@ -216,12 +230,11 @@ static void conn_dispatch(struct conn *c, size_t consumed, size_t nh, uint64_t c
   c->in_off = consumed;
   c->body_recv = extra;
   c->state = CONN_RUN;
+  set_request_line(c, w->hdrs, nh);
   if (limit && content_length > limit) {
     char why[96];
     snprintf(why, sizeof why, "body of %llu bytes is over the limit of %llu",
              (unsigned long long)content_length, (unsigned long long)limit);
-    for (size_t i = 0; i < nh; i++)
-      if (strcmp(w->hdrs[i].name, "REQUEST_URI") == 0) c->uri = strdup(w->hdrs[i].value);
     conn_respond_error(c, 413, why);
     return;
   }
@@ -316,6 +329,60 @@ void conn_on_timer(struct ev_loop *loop, ev_timer *t, int revents) {
   conn_close(c);
 }
 
+/* Stops whatever the parked coroutine waits for. */
+static void conn_cancel_wait(struct conn *c) {
+  if (c->wait == WAIT_READ || c->wait == WAIT_WRITE) conn_unwatch(c);
+  if (c->wait == WAIT_TIMER) ev_timer_stop(c->w->loop, &c->wake);
+  if (c->wait == WAIT_OTHER && c->cancel) c->cancel(c->cancel_arg);
+  c->cancel = NULL;
+  c->wait = WAIT_NONE;
+}
+
+/* --request-timeout: the request's time is up; 504 if nothing was sent, else cut short. */
+static void conn_on_budget(struct ev_loop *loop, ev_timer *t, int revents) {
+  struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, budget));
+  (void)loop;
+  (void)revents;
+  slog("#%llu %s %s: request budget of %g s spent%s", (unsigned long long)c->id,
+       c->method[0] ? c->method : "-", c->uri ? c->uri : "-", c->w->srv->cfg.request_timeout,
+       c->co ? "; the handler is stopped" : "");
+  if (c->co) {
+    conn_cancel_wait(c);
+    lstate_abort(c);
+    c->w->errors++;
+    if (c->state == CONN_RUN && c->bytes_out == 0 && !c->peer_gone) {
+      c->out_len = c->out_off = 0;
+      conn_respond_error(c, 504, NULL);
+      return;
+    }
+  }
+  conn_close(c);
+}
+
+/* scgi.sleep's timer: resume the request. */
+static void conn_on_wake(struct ev_loop *loop, ev_timer *t, int revents) {
+  struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, wake));
+  (void)loop;
+  (void)revents;
+  if (c->wait != WAIT_TIMER || c->co == NULL) return;
+  c->wait = WAIT_NONE;
+  lstate_run(c, 0);
+}
+
+void conn_sleep(struct conn *c, double seconds) {
+  c->wait = WAIT_TIMER;
+  ev_timer_set(&c->wake, seconds, 0.);
+  ev_timer_start(c->w->loop, &c->wake);
+}
+
+/* Resumes a request parked on something else than its own socket (WAIT_OTHER). */
+void conn_resume(struct conn *c) {
+  if (c->wait != WAIT_OTHER || c->co == NULL) return;
+  c->wait = WAIT_NONE;
+  c->cancel = NULL;
+  lstate_run(c, 0);
+}
+
 void conn_start(struct worker *w, int fd) {
   struct conn *c = calloc(1, sizeof *c);
   if (c) c->in = malloc(IN_START);
@@ -332,6 +399,9 @@ void conn_start(struct worker *w, int fd) {
   ev_io_init(&c->io, conn_on_io, fd, EV_READ);
   ev_init(&c->timer, conn_on_timer);
   c->timer.repeat = w->srv->cfg.timeout;
+  ev_init(&c->wake, conn_on_wake);
+  ev_timer_init(&c->budget, conn_on_budget, w->srv->cfg.request_timeout, 0.);
+  ev_timer_start(w->loop, &c->budget);
   c->next = w->conns;
   if (w->conns) w->conns->prev = c;
   w->conns = c;
@@ -352,7 +422,10 @@ void conn_start(struct worker *w, int fd) {
 void conn_free_all(struct worker *w) {
   while (w->conns) {
     struct conn *c = w->conns;
-    if (c->co) lstate_release(c);
+    if (c->co) {
+      conn_cancel_wait(c);
+      lstate_abort(c);
+    }
     conn_close(c);
   }
 }

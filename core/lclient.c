@@ -3,6 +3,7 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "client_lua.h"
@@ -38,6 +39,7 @@ static int push_closed(lua_State *L, struct conn *c) {
 static int park(lua_State *L, struct conn *c, enum conn_wait wait, lua_KContext ctx,
                 lua_KFunction k) {
   if (L != c->co) return luaL_error(L, "cannot wait for the client outside its request's coroutine");
+  if (!lua_isyieldable(L)) return luaL_error(L, "cannot wait for the client across a C call here");
   conn_park(c, wait);
   return lua_yieldk(L, 0, ctx, k);
 }
@@ -243,14 +245,17 @@ static int client_gc(lua_State *L) {
   return 0;
 }
 
-/* client:closed(): true once the request ended or the peer went away. */
+/* client:closed(): true once the request ended or the peer went away. A unix socket peer that
+   closed shows as POLLHUP; over TCP a FIN shows only as POLLRDHUP, and SCGI clients never
+   half-close, so there it counts as gone too. */
 static int client_closed(lua_State *L) {
   struct lclient *cl = check_lclient(L);
   struct conn *c = cl->c;
-  char b;
-  if (c && !c->peer_gone && c->body_recv == c->content_length &&
-      recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
-    c->peer_gone = 1;
+  if (c && !c->peer_gone && c->fd >= 0) {
+    struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+    short gone = POLLHUP | POLLERR | (c->w->srv->lst.is_unix ? 0 : POLLRDHUP);
+    if (poll(&p, 1, 0) == 1 && (p.revents & gone)) c->peer_gone = 1;
+  }
   lua_pushboolean(L, c == NULL || c->peer_gone);
   return 1;
 }

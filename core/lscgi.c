@@ -58,8 +58,56 @@ static int l_serve(lua_State *L) {
   return 1;
 }
 
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L;
+  (void)status;
+  (void)ctx;
+  return 0;
+}
+
+/* scgi.sleep(seconds): parks the request's coroutine on a timer; other requests go on. */
+static int l_sleep(lua_State *L) {
+  lua_Number secs = luaL_checknumber(L, 1);
+  luaL_argcheck(L, secs >= 0 && secs < 1e9, 1, "duration out of range");
+  struct conn *c = lstate_current(L, "scgi.sleep");
+  if (!lua_isyieldable(L)) return luaL_error(L, "scgi.sleep cannot wait across a C call here");
+  conn_sleep(c, (double)secs);
+  return lua_yieldk(L, 0, 0, sleep_k);
+}
+
+/* scgi.worker(): this worker's figures, or nil outside a worker. */
+static int l_worker(lua_State *L) {
+  struct worker *w = lstate_worker;
+  if (w == NULL) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, w->id);
+  lua_setfield(L, -2, "id");
+  lua_pushinteger(L, (lua_Integer)w->live);
+  lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, (lua_Integer)w->nconns);
+  lua_setfield(L, -2, "connections");
+  lua_pushinteger(L, (lua_Integer)w->served);
+  lua_setfield(L, -2, "served");
+  lua_pushinteger(L, (lua_Integer)w->errors);
+  lua_setfield(L, -2, "errors");
+  lua_pushinteger(L, (lua_Integer)w->mem_used);
+  lua_setfield(L, -2, "memory");
+  lua_pushinteger(L, (lua_Integer)w->mem_limit);
+  lua_setfield(L, -2, "memory_limit");
+  return 1;
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, lstate_now());
+  return 1;
+}
+
 int luaopen_scgi_core(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"serve", l_serve}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"serve", l_serve}, {"sleep", l_sleep}, {"worker", l_worker},
+                                   {"now", l_now},     {NULL, NULL}};
   luaL_newlib(L, funcs);
   lua_pushliteral(L, SCGI_VERSION);
   lua_setfield(L, -2, "version");

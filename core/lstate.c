@@ -4,8 +4,74 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server.h"
+
+#define HOOK_COUNT 10000 /* VM instructions between two looks at the clock by the CPU guard */
+
+/* Per thread, not global: each worker thread runs exactly one worker. */
+__thread struct worker *lstate_worker;
+
+double lstate_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The allocator of a worker's state: counts the bytes in use and, while a request runs, refuses
+   to go over --memory-limit (Lua then raises "not enough memory" in that request). */
+static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  struct worker *w = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    w->mem_used -= old;
+    free(ptr);
+    return NULL;
+  }
+  if (nsize > old && w->mem_limited && w->mem_limit && w->mem_used + (nsize - old) > w->mem_limit)
+    return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p == NULL) return NULL;
+  w->mem_used = w->mem_used - old + nsize;
+  return p;
+}
+
+/* The CPU guard: a count hook that stops a handler running Lua without yielding for too long.
+   Once it fired, it raises at every instruction of that coroutine, so a pcall that catches the
+   error cannot keep the handler alive: the error reaches the top of the request. */
+static void cpu_hook(lua_State *L, lua_Debug *ar) {
+  struct worker *w = lstate_worker;
+  (void)ar;
+  if (w == NULL || w->current == NULL) return;
+  if (!w->current->cpu_killed) {
+    if (lstate_now() - w->resume_start < w->srv->cfg.cpu_limit) return;
+    w->current->cpu_killed = 1;
+  }
+  lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
+  luaL_error(L, "CPU limit of %f s exceeded (the handler ran Lua without yielding)",
+             w->srv->cfg.cpu_limit);
+}
+
+static int panic(lua_State *L) {
+  slog("unprotected Lua error: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+  return 0;
+}
+
+/* The request whose coroutine is L, for functions that park it; raises elsewhere. */
+struct conn *lstate_current(lua_State *L, const char *what) {
+  struct worker *w = lstate_worker;
+  if (w == NULL || w->current == NULL || w->current->co != L)
+    luaL_error(L, "%s can only be called from a request handler's own coroutine", what);
+  return w->current;
+}
+
+/* Makes a state (ours or a caller's) ready to run requests on this worker. */
+void lstate_prepare(struct worker *w, lua_State *L) {
+  lstate_worker = w;
+  if (w->srv->cfg.cpu_limit > 0) lua_sethook(L, cpu_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  w->mem_limit = (size_t)(w->srv->cfg.memory_limit * 1048576.0);
+}
 
 /* Message handler: adds a traceback to string errors (as lua.c does). */
 static int msghandler(lua_State *L) {
@@ -42,11 +108,13 @@ static void set_paths(lua_State *L, struct server *s, const char *app) {
 }
 
 lua_State *lstate_new(struct worker *w, const char *app, char *err, size_t errlen) {
-  lua_State *L = luaL_newstate();
+  lua_State *L = lua_newstate(lalloc, w);
   if (L == NULL) {
     snprintf(err, errlen, "cannot create a Lua state: out of memory");
     return NULL;
   }
+  lua_atpanic(L, panic);
+  lstate_prepare(w, L);
   luaL_openlibs(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_scgi_core);
@@ -55,17 +123,20 @@ lua_State *lstate_new(struct worker *w, const char *app, char *err, size_t errle
   lclient_open(L);
   set_paths(L, w->srv, app);
   lua_pushcfunction(L, msghandler);
-  if (luaL_loadfile(L, app) != LUA_OK || lua_pcall(L, 0, 1, -2) != LUA_OK) {
+  int base = lua_gettop(L);
+  if (luaL_loadfile(L, app) != LUA_OK || lua_pcall(L, 0, LUA_MULTRET, base) != LUA_OK) {
     snprintf(err, errlen, "cannot load %s: %s", app, lua_tostring(L, -1));
     goto fail;
   }
-  if (!lua_isfunction(L, -1)) {
+  if (!lua_isfunction(L, base + 1)) {
     snprintf(err, errlen, "%s must return the handler function, but it returned %s", app,
-             lua_isnone(L, -1) ? "nothing" : luaL_typename(L, -1));
+             lua_gettop(L) == base ? "nothing" : luaL_typename(L, base + 1));
     goto fail;
   }
+  lua_settop(L, base + 1);
   w->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
+  lua_gc(L, LUA_GCGEN, 0, 0);
   return L;
 fail:
   lua_close(L);
@@ -80,25 +151,17 @@ void lstate_release(struct conn *c) {
   luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);
   c->client_ref = c->co_ref = LUA_NOREF;
   c->co = NULL;
-}
-
-static void set_request_line(struct conn *c, const struct scgi_header *h, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (h[i].name_len == 14 && memcmp(h[i].name, "REQUEST_METHOD", 14) == 0)
-      snprintf(c->method, sizeof c->method, "%s", h[i].value);
-    else if (h[i].name_len == 11 && memcmp(h[i].name, "REQUEST_URI", 11) == 0)
-      c->uri = strdup(h[i].value);
-  }
+  c->w->live--;
 }
 
 int lstate_start(struct conn *c, const struct scgi_header *h, size_t n) {
   struct worker *w = c->w;
   lua_State *L = w->L;
   if (!lua_checkstack(L, 2)) return -1;
-  set_request_line(c, h, n);
   lua_State *co = lua_newthread(L);
   c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->co = co;
+  w->live++;
   lua_rawgeti(co, LUA_REGISTRYINDEX, w->handler_ref);
   lua_createtable(co, 0, (int)n);
   for (size_t i = 0; i < n; i++) {
@@ -113,9 +176,29 @@ int lstate_start(struct conn *c, const struct scgi_header *h, size_t n) {
   return 0;
 }
 
-/* The handler raised: log it with a traceback, answer 500 if nothing reached the socket. */
-static void request_failed(struct conn *c) {
-  lua_State *L = c->w->L, *co = c->co;
+static void close_thread(lua_State *co, lua_State *L) {
+#if LUA_VERSION_RELEASE_NUM >= 50406
+  lua_closethread(co, L);
+#else
+  (void)L;
+  lua_resetthread(co);
+#endif
+}
+
+/* Discards the request's coroutine (budget spent, worker stopping): its pending to-be-closed
+   variables are closed, and the client is detached. */
+void lstate_abort(struct conn *c) {
+  lua_State *co = c->co;
+  if (co == NULL) return;
+  lstate_release(c);
+  close_thread(co, c->w->L);
+}
+
+/* The handler raised (or was stopped): log it with a traceback, answer 500 if nothing reached the
+   socket, else cut the response short. */
+static void request_failed(struct conn *c, int status) {
+  struct worker *w = c->w;
+  lua_State *L = w->L, *co = c->co;
   const char *msg = lua_tostring(co, -1);
   if (msg == NULL) {
     if (luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING)
@@ -124,16 +207,16 @@ static void request_failed(struct conn *c) {
       msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
   }
   luaL_traceback(L, co, msg, 0);
-  slog("#%llu %s %s: handler error: %s", (unsigned long long)c->id, c->method[0] ? c->method : "-",
-       c->uri ? c->uri : "-", lua_tostring(L, -1));
+  if (status == LUA_ERRMEM && w->mem_limit)
+    slog("#%llu %s %s: handler error: not enough memory (limit %.1f MiB, in use %.1f MiB)",
+         (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
+         (double)w->mem_limit / 1048576.0, (double)w->mem_used / 1048576.0);
+  else
+    slog("#%llu %s %s: handler error: %s", (unsigned long long)c->id,
+         c->method[0] ? c->method : "-", c->uri ? c->uri : "-", lua_tostring(L, -1));
   lua_pop(L, 1);
-  c->w->errors++;
-  lstate_release(c);
-#if LUA_VERSION_RELEASE_NUM >= 50406
-  lua_closethread(co, L);
-#else
-  lua_resetthread(co);
-#endif
+  w->errors++;
+  lstate_abort(c);
   if (c->state == CONN_RUN && c->bytes_out == 0) {
     c->out_len = c->out_off = 0;
     conn_respond_error(c, 500, NULL);
@@ -146,24 +229,33 @@ static void request_failed(struct conn *c) {
 }
 
 void lstate_run(struct conn *c, int nargs) {
+  struct worker *w = c->w;
   lua_State *co = c->co;
   int nres = 0;
-  int st = lua_resume(co, c->w->L, nargs, &nres);
+  w->current = c;
+  w->resume_start = lstate_now();
+  w->mem_limited = 1;
+  int st = lua_resume(co, w->L, nargs, &nres);
+  w->mem_limited = 0;
+  w->current = NULL;
   if (st == LUA_YIELD) {
-    if (c->wait != WAIT_NONE) return;
-    lua_pop(co, nres);
-    lua_pushliteral(co, "the handler yielded outside of an scgi call (use scgi's functions to "
-                        "wait, not coroutine.yield)");
-    st = LUA_ERRRUN;
+    if (c->wait != WAIT_NONE) {
+      return;
+    } else {
+      lua_pop(co, nres);
+      lua_pushliteral(co, "the handler yielded outside of an scgi call (use scgi's functions to "
+                          "wait, not coroutine.yield)");
+      st = LUA_ERRRUN;
+    }
   }
   if (st != LUA_OK) {
-    request_failed(c);
+    request_failed(c, st);
     return;
   }
   lua_pop(co, nres);
   int wrote = c->bytes_out > 0 || c->out_len > 0;
   lstate_release(c);
-  c->w->served++;
+  w->served++;
   if (c->state == CONN_RUN && !wrote)
     conn_respond_error(c, 500, "the handler returned without writing a response");
   else if (c->state == CONN_RUN)

@@ -29,13 +29,13 @@ static char *module_path(void) {
   char *slash = strrchr(exe, '/');
   if (slash) *slash = '\0';
   if (dflt == NULL) dflt = LUA_PATH_DEFAULT;
-  size_t len = 4 * strlen(exe) + 2 * strlen(SCGI_LUADIR) + strlen(dflt) + 200;
+  size_t len = 6 * strlen(exe) + 2 * strlen(SCGI_LUADIR) + strlen(dflt) + 200;
   char *path = malloc(len);
   if (path == NULL) return NULL;
   snprintf(path, len,
-           "%s/lua/?.lua;%s/lua/?/init.lua;%s/../share/lua/5.4/?.lua;%s/../share/lua/5.4/?/init.lua;"
-           "%s/?.lua;%s/?/init.lua;%s",
-           exe, exe, exe, exe, SCGI_LUADIR, SCGI_LUADIR, dflt);
+           "%s/lua/?.lua;%s/lua/?/init.lua;%s/../lua/?.lua;%s/../lua/?/init.lua;"
+           "%s/../share/lua/5.4/?.lua;%s/../share/lua/5.4/?/init.lua;%s/?.lua;%s/?/init.lua;%s",
+           exe, exe, exe, exe, exe, exe, SCGI_LUADIR, SCGI_LUADIR, dflt);
   return path;
 }
 

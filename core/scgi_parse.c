@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#define SCGI_MAX_BLOCK (1u << 30) /* keeps the byte count returned within an int */
+
 #define FAIL(code, why)                                                                            \
   do {                                                                                             \
     *reason = (why);                                                                               \
@@ -15,11 +17,13 @@ static int is_digit(char c) { return c >= '0' && c <= '9'; }
 static int parse_length(const char *buf, size_t len, size_t max, size_t *block,
                         const char **reason) {
   size_t n = 0, i = 0;
+  if (max > SCGI_MAX_BLOCK) max = SCGI_MAX_BLOCK;
   for (; i < len && buf[i] != ':'; i++) {
     if (!is_digit(buf[i])) FAIL(SCGI_PARSE_INVALID, "netstring length is not a decimal number");
     if (i == 1 && buf[0] == '0') FAIL(SCGI_PARSE_INVALID, "netstring length has a leading zero");
-    n = n * 10 + (size_t)(buf[i] - '0');
-    if (n > max) FAIL(SCGI_PARSE_TOO_LARGE, "header block is larger than the limit");
+    size_t d = (size_t)(buf[i] - '0');
+    if (d > max || n > (max - d) / 10) FAIL(SCGI_PARSE_TOO_LARGE, "header block is larger than the limit");
+    n = n * 10 + d;
   }
   if (i == len) return SCGI_PARSE_INCOMPLETE;
   if (i == 0) FAIL(SCGI_PARSE_INVALID, "netstring length is empty");

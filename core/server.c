@@ -107,13 +107,19 @@ int server_run(struct server *s, char *err, size_t errlen) {
   signal(SIGPIPE, SIG_IGN);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
-  s->loop = ev_default_loop(EVFLAG_AUTO);
+  s->loop = ev_loop_new(EVFLAG_AUTO); /* not the default loop: it would reap handlers' children */
+  if (s->loop == NULL) {
+    snprintf(err, errlen, "cannot create the main event loop");
+    free(s->workers);
+    return 1;
+  }
   ev_async_init(&s->done, on_worker_done);
   ev_async_start(s->loop, &s->done);
   if (start_workers(s, err, errlen) < 0) goto fail;
   char where[512];
   const char *addr = s->cfg.socket ? s->cfg.socket : config_default_socket(where, sizeof where);
   if (listener_open(&s->lst, addr, s->cfg.socket_mode, err, errlen) < 0) goto fail;
+  atomic_store(&s->listen_fd, s->lst.fd);
   slog("listening on %s (%d worker%s)", s->lst.name, s->nworkers, s->nworkers == 1 ? "" : "s");
   ev_signal_init(&s->sig_term, on_stop_signal, SIGTERM);
   ev_signal_init(&s->sig_int, on_stop_signal, SIGINT);
@@ -130,10 +136,13 @@ fail:
   release_workers(s, 2);
   join_workers(s);
   ev_async_stop(s->loop, &s->done);
+  if (atomic_load(&s->listen_fd) < 0) s->lst.fd = -1; /* a worker closed it */
   listener_close(&s->lst);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   free(s->workers);
   s->workers = NULL;
+  ev_loop_destroy(s->loop);
+  s->loop = NULL;
   return rc;
 }

@@ -27,11 +27,13 @@ enum conn_state {
   CONN_CLOSED   /* descriptor closed; the struct lives until the coroutine ends */
 };
 
-enum conn_wait { WAIT_NONE, WAIT_READ, WAIT_WRITE };
+enum conn_wait { WAIT_NONE, WAIT_READ, WAIT_WRITE, WAIT_TIMER, WAIT_OTHER };
 
 struct conn {
   ev_io io; /* first member: the watcher's address is the conn's */
-  ev_timer timer;
+  ev_timer timer;           /* inactivity (--timeout) while waiting on this socket */
+  ev_timer budget;          /* --request-timeout, from accept to close */
+  ev_timer wake;            /* scgi.sleep */
   struct worker *w;
   struct conn *prev, *next;
   int fd;
@@ -50,6 +52,9 @@ struct conn {
   int err;                 /* errno of a failed read or write, or -1 at EOF */
   unsigned peer_gone : 1;  /* the peer closed or reset: reads and writes answer "closed" */
   unsigned timed_out : 1;
+  unsigned cpu_killed : 1; /* stopped by the CPU guard */
+  void (*cancel)(void *);  /* WAIT_OTHER: stops the watcher the coroutine is parked on */
+  void *cancel_arg;
   char method[12];
   char *uri;               /* REQUEST_URI for the logs (malloc'd) */
 };
@@ -74,6 +79,11 @@ struct worker {
   struct scgi_header *hdrs;
   char *scratch;           /* drained bytes go here */
   uint64_t served, errors, spurious;
+  unsigned live;           /* requests whose coroutine is alive */
+  struct conn *current;    /* the request whose coroutine is running now */
+  double resume_start;     /* when it was resumed (monotonic seconds) */
+  size_t mem_used, mem_limit;
+  int mem_limited;         /* 1 while a request's coroutine runs: the limit applies */
   char load_error[1024];
 };
 
@@ -87,6 +97,8 @@ struct server {
   ev_timer grace_timer;
   ev_async done;
   atomic_int running;      /* workers whose loop has not ended */
+  atomic_int listen_fd;    /* lst.fd until the last worker stops accepting and closes it */
+  atomic_int stopped_accepting;
   atomic_uint_fast64_t next_id;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -116,8 +128,15 @@ void conn_respond_error(struct conn *c, int status, const char *why);
 void conn_free_all(struct worker *w);
 void conn_finish(struct conn *c);
 void conn_close(struct conn *c);
+void conn_sleep(struct conn *c, double seconds);
+void conn_resume(struct conn *c);
 
 /* lstate.c */
+extern __thread struct worker *lstate_worker; /* the worker running on this thread, or NULL */
+struct conn *lstate_current(lua_State *L, const char *what);
+void lstate_abort(struct conn *c);
+void lstate_prepare(struct worker *w, lua_State *L);
+double lstate_now(void);
 lua_State *lstate_new(struct worker *w, const char *app, char *err, size_t errlen);
 void lstate_run(struct conn *c, int nargs);
 int lstate_start(struct conn *c, const struct scgi_header *h, size_t n);

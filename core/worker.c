@@ -24,7 +24,7 @@ static void accept_pause(struct worker *w, int err) {
 
 /* Accepts what is queued on the listener, up to a batch so the loop stays fair. */
 static void accept_some(struct worker *w) {
-  int lfd = w->srv->lst.fd;
+  int lfd = atomic_load(&w->srv->listen_fd);
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
@@ -73,10 +73,16 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents) {
     return;
   }
   if (stop == 1 && w->accepting) {
+    struct server *s = w->srv;
     accept_some(w); /* serve what is already queued */
     ev_io_stop(loop, &w->accept_w);
     ev_timer_stop(loop, &w->accept_retry);
     w->accepting = 0;
+    /* the last worker to stop accepting closes the listener: new clients are refused at once */
+    if (atomic_fetch_add(&s->stopped_accepting, 1) + 1 == s->nworkers) {
+      int fd = atomic_exchange(&s->listen_fd, -1);
+      if (fd >= 0) close(fd);
+    }
     worker_conn_done(w);
   }
 }
@@ -84,7 +90,7 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents) {
 static int worker_listen(struct worker *w) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
   w->ep_fd = epoll_create1(EPOLL_CLOEXEC);
-  if (w->ep_fd < 0 || epoll_ctl(w->ep_fd, EPOLL_CTL_ADD, w->srv->lst.fd, &ev) < 0) return -1;
+  if (w->ep_fd < 0 || epoll_ctl(w->ep_fd, EPOLL_CTL_ADD, w->srv->listen_fd, &ev) < 0) return -1;
   ev_io_init(&w->accept_w, on_accept, w->ep_fd, EV_READ);
   ev_io_start(w->loop, &w->accept_w);
   ev_init(&w->accept_retry, on_accept_retry);
@@ -117,6 +123,7 @@ void *worker_main(void *arg) {
   } else if (s->fn_L) {
     w->L = s->fn_L;
     w->handler_ref = s->fn_ref;
+    lstate_prepare(w, w->L);
     ok = 1;
   } else {
     w->L = lstate_new(w, s->cfg.app, w->load_error, sizeof w->load_error);

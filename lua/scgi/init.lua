@@ -3,6 +3,13 @@ local core = require "scgi.core"
 
 local scgi = { version = core.version, client_methods = core.client_methods }
 
+-- scgi.sleep(seconds): parks the running request; other requests on the worker go on.
+scgi.sleep = core.sleep
+-- scgi.worker(): { id, requests, connections, served, errors, memory, memory_limit } of this worker.
+scgi.worker = core.worker
+-- scgi.now(): a monotonic clock in seconds.
+scgi.now = core.now
+
 -- Serves requests until SIGTERM or SIGINT. handler: a function (runs in this Lua state, one
 -- worker) or the path of an app file that returns one (runs in a pool of worker states).
 -- options: the program's options as snake_case keys, e.g. { socket = "/tmp/app.sock" }.
