@@ -30,6 +30,7 @@ static const struct option_def options[] = {
     OPT("request-timeout", K_SECONDS, request_timeout, 0.001, 1e9),
     OPT("cpu-limit", K_SECONDS, cpu_limit, 0.001, 1e9),
     OPT("memory-limit", K_NUMBER, memory_limit, 0, 1e9),
+    OPT("accept", K_STRING, accept, 0, 0),
 };
 
 const char config_help[] =
@@ -47,6 +48,8 @@ const char config_help[] =
     "  --cpu-limit SECONDS     time a handler may run Lua without yielding; then 500 or 504\n"
     "                          (default: 10)\n"
     "  --memory-limit MB       Lua memory per worker state, 0 for none (default: 0)\n"
+    "  --accept MODE           exclusive: one worker wakes per client (EPOLLEXCLUSIVE);\n"
+    "                          shared: every idle worker wakes (default: exclusive)\n"
     "  --help, --version\n"
     "SIZE takes a K, M or G suffix (powers of 1024).\n";
 
@@ -126,6 +129,11 @@ int config_set(struct scgi_config *cfg, const char *name, const char *value, cha
   char *field = (char *)cfg + o->offset;
   if (o->kind == K_STRING) {
     if (*value == '\0') goto bad;
+    if (o->offset == offsetof(struct scgi_config, accept) && strcmp(value, "exclusive") != 0 &&
+        strcmp(value, "shared") != 0) {
+      snprintf(err, errlen, "invalid value for --accept: '%s' (expected exclusive or shared)", value);
+      return -1;
+    }
     *(const char **)field = value;
     return 0;
   }

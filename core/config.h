@@ -18,6 +18,7 @@ struct scgi_config {
   double request_timeout; /* wall-clock budget of one request, accept to close */
   double cpu_limit;       /* seconds a handler may run Lua without yielding */
   double memory_limit;    /* MiB per worker Lua state; 0: none */
+  const char *accept;     /* "exclusive" (default) or "shared": how workers wait for clients */
 };
 
 /* Fills cfg with the defaults. */

@@ -107,7 +107,8 @@ static int l_now(lua_State *L) {
 
 int luaopen_scgi_core(lua_State *L) {
   static const luaL_Reg funcs[] = {{"serve", l_serve}, {"sleep", l_sleep}, {"worker", l_worker},
-                                   {"now", l_now},     {NULL, NULL}};
+                                   {"now", l_now},     {"connect", lsocket_connect},
+                                   {NULL, NULL}};
   luaL_newlib(L, funcs);
   lua_pushliteral(L, SCGI_VERSION);
   lua_setfield(L, -2, "version");

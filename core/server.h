@@ -148,6 +148,9 @@ struct lclient *lclient_push(lua_State *L, struct conn *c);
 void lclient_detach(struct lclient *cl);
 int luaopen_scgi_core(lua_State *L);
 
+/* lsocket.c */
+int lsocket_connect(lua_State *L);
+
 /* log.c */
 void slog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -87,11 +87,19 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents) {
   }
 }
 
+/* Waits for clients: by default through a private epoll set holding the listener with
+   EPOLLEXCLUSIVE (libev cannot pass that flag), so one worker wakes per client; "shared" watches
+   the listener itself, and every idle worker wakes. docs/design.md has the measurements. */
 static int worker_listen(struct worker *w) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
-  w->ep_fd = epoll_create1(EPOLL_CLOEXEC);
-  if (w->ep_fd < 0 || epoll_ctl(w->ep_fd, EPOLL_CTL_ADD, w->srv->listen_fd, &ev) < 0) return -1;
-  ev_io_init(&w->accept_w, on_accept, w->ep_fd, EV_READ);
+  const char *mode = w->srv->cfg.accept;
+  int fd = w->srv->listen_fd;
+  if (mode == NULL || strcmp(mode, "exclusive") == 0) {
+    w->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->ep_fd < 0 || epoll_ctl(w->ep_fd, EPOLL_CTL_ADD, fd, &ev) < 0) return -1;
+    fd = w->ep_fd;
+  }
+  ev_io_init(&w->accept_w, on_accept, fd, EV_READ);
   ev_io_start(w->loop, &w->accept_w);
   ev_init(&w->accept_retry, on_accept_retry);
   w->accepting = 1;
@@ -144,6 +152,10 @@ void *worker_main(void *arg) {
     else
       ev_run(w->loop, 0);
   }
+  if (ok && s->go == 1)
+    slog("worker %d: served %llu requests (%llu errors, %llu empty wake-ups)", w->id,
+         (unsigned long long)w->served, (unsigned long long)w->errors,
+         (unsigned long long)w->spurious);
   conn_free_all(w);
   if (w->own_state && w->L) lua_close(w->L);
   w->L = NULL;

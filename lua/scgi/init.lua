@@ -9,6 +9,9 @@ scgi.sleep = core.sleep
 scgi.worker = core.worker
 -- scgi.now(): a monotonic clock in seconds.
 scgi.now = core.now
+-- scgi.connect(host, port) or scgi.connect("/unix/path"): a cooperative socket with LuaSocket's
+-- send, receive, settimeout, close, setoption and shutdown; waits park the request, not the worker.
+scgi.connect = core.connect
 
 -- Serves requests until SIGTERM or SIGINT. handler: a function (runs in this Lua state, one
 -- worker) or the path of an app file that returns one (runs in a pool of worker states).
