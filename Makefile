@@ -31,7 +31,7 @@ ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 LDSAN = -fsanitize=$(SANITIZE)
 endif
 
-CORE = scgi_parse config addr log conn lstate lclient lsocket worker server lscgi
+CORE = scgi_parse config addr log stats priv conn lstate lclient lsocket worker server lscgi
 CORE_OBJ = $(CORE:%=$(O)/%.o)
 PROGRAM = $(O)/scgi-lua
 MODULE = $(O)/scgi/core.so
@@ -79,6 +79,9 @@ asan:
 run:
 	@sh examples/run.sh
 
+bench:
+	@sh bench/run.sh
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/scgi $(DESTDIR)$(LUADIR)/scgi
 	install -m 755 $(PROGRAM) $(DESTDIR)$(BINDIR)/scgi-lua
@@ -93,4 +96,4 @@ format:
 	clang-format -i core/*.c core/*.h bench/*.c fuzz/*.c
 
 clean:
-	rm -rf build build-asan scgi-lua
+	rm -rf build build-asan build-dev scgi-lua

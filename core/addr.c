@@ -218,3 +218,33 @@ void listener_close(struct listener *l) {
   if (l->fd >= 0) close(l->fd);
   l->fd = -1;
 }
+
+int addr_connect_tcp(const char *addr) {
+  char host[256];
+  const char *port;
+  if (addr[0] == '[') {
+    const char *close_br = strchr(addr, ']');
+    if (close_br == NULL || close_br[1] != ':' || (size_t)(close_br - addr) > 250) goto bad;
+    snprintf(host, sizeof host, "%.*s", (int)(close_br - addr - 1), addr + 1);
+    port = close_br + 2;
+  } else {
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || (size_t)(colon - addr) > 250) goto bad;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
+    port = colon + 1;
+  }
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+  if (getaddrinfo(host, port, &hints, &res) != 0) goto bad;
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
+    int e = errno;
+    close(fd);
+    fd = -1;
+    errno = e;
+  }
+  freeaddrinfo(res);
+  return fd;
+bad:
+  errno = EINVAL;
+  return -1;
+}

@@ -22,4 +22,7 @@ void listener_close(struct listener *l);
 /* Removes the unix socket file now (new clients are refused), keeping the descriptor open. */
 void listener_unlink(struct listener *l);
 
+/* A blocking TCP connection to HOST:PORT or [V6]:PORT; -1 with errno set on failure. */
+int addr_connect_tcp(const char *addr);
+
 #endif

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum kind { K_STRING, K_INT, K_SIZE, K_SECONDS, K_MODE, K_NUMBER };
+enum kind { K_STRING, K_INT, K_SIZE, K_SECONDS, K_MODE, K_NUMBER, K_FLAG, K_LEVEL };
 
 struct option_def {
   const char *name;
@@ -31,6 +31,16 @@ static const struct option_def options[] = {
     OPT("cpu-limit", K_SECONDS, cpu_limit, 0.001, 1e9),
     OPT("memory-limit", K_NUMBER, memory_limit, 0, 1e9),
     OPT("accept", K_STRING, accept, 0, 0),
+    OPT("reload-on-change", K_FLAG, reload_on_change, 0, 1),
+    OPT("socket-owner", K_STRING, socket_owner, 0, 0),
+    OPT("user", K_STRING, user, 0, 0),
+    OPT("group", K_STRING, group, 0, 0),
+    OPT("access-log", K_STRING, access_log, 0, 0),
+    OPT("log-file", K_STRING, log_file, 0, 0),
+    OPT("log-level", K_LEVEL, log_level, 0, 3),
+    OPT("stats", K_STRING, stats, 0, 0),
+    OPT("pid-file", K_STRING, pid_file, 0, 0),
+    OPT("wsapi", K_FLAG, wsapi, 0, 1),
 };
 
 const char config_help[] =
@@ -50,6 +60,17 @@ const char config_help[] =
     "  --memory-limit MB       Lua memory per worker state, 0 for none (default: 0)\n"
     "  --accept MODE           exclusive: one worker wakes per client (EPOLLEXCLUSIVE);\n"
     "                          shared: every idle worker wakes (default: exclusive)\n"
+    "  --reload-on-change      reload when the app file or a module it loaded changes\n"
+    "  --socket-owner USER[:GROUP]  owner of the unix socket (when started as root)\n"
+    "  --user USER, --group GROUP   drop privileges to these after binding (as root)\n"
+    "  --access-log PATH       one line per request; - for stdout (default: none)\n"
+    "  --log-file PATH         the error log (default: stderr)\n"
+    "  --log-level LEVEL       error, warn, info or debug (default: info)\n"
+    "  --stats ADDR            answer HTTP GET with the server's figures in JSON on ADDR\n"
+    "                          (a unix path or a loopback HOST:PORT)\n"
+    "  --pid-file PATH         written after binding, removed on exit\n"
+    "  --wsapi                 APP.lua returns a WSAPI application, not a handler\n"
+    "  --status ADDR           print the figures of the server whose --stats is ADDR, and exit\n"
     "  --help, --version\n"
     "SIZE takes a K, M or G suffix (powers of 1024).\n";
 
@@ -65,6 +86,7 @@ void config_init(struct scgi_config *cfg) {
   cfg->request_timeout = 60;
   cfg->cpu_limit = 10;
   cfg->memory_limit = 0;
+  cfg->log_level = 2;
 }
 
 static const struct option_def *find(const char *name) {
@@ -77,7 +99,12 @@ static const struct option_def *find(const char *name) {
   return NULL;
 }
 
-int config_known(const char *name) { return find(name) != NULL; }
+int config_known(const char *name) {
+  const struct option_def *o = find(name);
+  return o == NULL ? 0 : o->kind == K_FLAG ? 2 : 1;
+}
+
+static const char *const levels[] = {"error", "warn", "info", "debug"};
 
 static int parse_number(const struct option_def *o, const char *v, double *out) {
   char *end;
@@ -113,6 +140,8 @@ static const char *expected(enum kind k) {
   case K_SIZE: return "a size in bytes, with an optional K, M or G suffix";
   case K_SECONDS: return "a number of seconds";
   case K_NUMBER: return "a number";
+  case K_FLAG: return "true or false";
+  case K_LEVEL: return "error, warn, info or debug";
   case K_MODE: return "an octal mode such as 0660";
   default: return "a string";
   }
@@ -136,6 +165,21 @@ int config_set(struct scgi_config *cfg, const char *name, const char *value, cha
     }
     *(const char **)field = value;
     return 0;
+  }
+  if (o->kind == K_FLAG) {
+    int on = strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0;
+    if (!on && strcmp(value, "0") != 0 && strcmp(value, "false") != 0 && strcmp(value, "no") != 0)
+      goto bad;
+    *(int *)field = on;
+    return 0;
+  }
+  if (o->kind == K_LEVEL) {
+    for (int i = 0; i < 4; i++)
+      if (strcmp(value, levels[i]) == 0) {
+        *(int *)field = i;
+        return 0;
+      }
+    goto bad;
   }
   if (parse_number(o, value, &d) < 0) goto bad;
   if (d < o->min || d > o->max) {

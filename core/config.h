@@ -19,6 +19,15 @@ struct scgi_config {
   double cpu_limit;       /* seconds a handler may run Lua without yielding */
   double memory_limit;    /* MiB per worker Lua state; 0: none */
   const char *accept;     /* "exclusive" (default) or "shared": how workers wait for clients */
+  int reload_on_change;   /* reload when the app file or a module it required changes */
+  const char *socket_owner; /* USER[:GROUP] of the unix socket */
+  const char *user, *group; /* drop privileges to these after binding */
+  const char *access_log; /* path, "-" for stdout, NULL for none */
+  const char *log_file;   /* NULL: stderr */
+  int log_level;          /* LOG_ERROR .. LOG_DEBUG */
+  const char *stats;      /* address of the stats endpoint, or NULL */
+  const char *pid_file;
+  int wsapi;              /* the app file returns a WSAPI application */
 };
 
 /* Fills cfg with the defaults. */
@@ -29,7 +38,7 @@ void config_init(struct scgi_config *cfg);
 int config_set(struct scgi_config *cfg, const char *name, const char *value, char *err,
                size_t errlen);
 
-/* Returns 1 if NAME is an option that takes a value. */
+/* Returns 1 if NAME is an option that takes a value, 2 for a flag that takes none, 0 if unknown. */
 int config_known(const char *name);
 
 /* The default socket path, /tmp/<uid>/scgi, written into buf. */

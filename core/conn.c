@@ -1,6 +1,7 @@
 /* conn.c: one connection's state machine: read the header block, run the handler, flush, drain,
    close. Every socket call is non-blocking; waiting is done by the worker's loop. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +27,14 @@ static const char *reason_phrase(int status) {
 
 static void conn_free(struct conn *c) {
   struct worker *w = c->w;
+  if (c->method[0] || c->status) stats_request_done(c);
   if (c->prev)
     c->prev->next = c->next;
   else
     w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   w->nconns--;
+  stat_set(&w->st.active, w->nconns);
   free(c->in);
   free(c->out);
   free(c->uri);
@@ -84,6 +87,7 @@ static void conn_gone(struct conn *c, int err) {
 }
 
 int conn_flush(struct conn *c) {
+  if (c->bytes_out == 0 && c->out_off == 0) stats_note_status(c, c->out, c->out_len);
   while (c->out_off < c->out_len) {
     ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
     if (n > 0) {
@@ -127,6 +131,7 @@ int conn_fill(struct conn *c, size_t want) {
     if (n > 0) {
       c->in_len += (size_t)n;
       c->body_recv += (uint64_t)n;
+      c->bytes_in += (uint64_t)n;
       if (c->in_len - c->in_off >= want) return 0;
       continue;
     }
@@ -141,7 +146,10 @@ int conn_fill(struct conn *c, size_t want) {
 static void conn_linger(struct conn *c) {
   for (;;) {
     ssize_t n = recv(c->fd, c->w->scratch, 65536, 0);
-    if (n > 0) continue;
+    if (n > 0) {
+      c->bytes_in += (uint64_t)n;
+      continue;
+    }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       conn_watch(c, EV_READ);
@@ -190,7 +198,7 @@ void conn_finish(struct conn *c) {
 
 void conn_respond_error(struct conn *c, int status, const char *why) {
   const char *phrase = reason_phrase(status);
-  if (why) slog("#%llu %s %s: %d %s: %s", (unsigned long long)c->id, c->method,
+  if (why) slog_at(status >= 500 ? LOG_ERROR : LOG_WARN, "#%llu %s %s: %d %s: %s", (unsigned long long)c->id, c->method,
                 c->uri ? c->uri : "-", status, phrase, why);
   if (c->out == NULL) {
     c->out = malloc(OUT_CAP);
@@ -200,6 +208,7 @@ void conn_respond_error(struct conn *c, int status, const char *why) {
     conn_close(c);
     return;
   }
+  c->status = status;
   int n = snprintf(c->out, c->out_cap, "Status: %d %s\r\nContent-Type: text/plain\r\n\r\n%d %s\n",
                    status, phrase, status, phrase);
   c->out_len = (size_t)n;
@@ -258,7 +267,7 @@ static void conn_read_head(struct conn *c) {
     ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
       if (c->in_len > 0)
-        slog("#%llu connection closed before the header block was complete",
+        slog_at(LOG_WARN, "#%llu connection closed before the header block was complete",
              (unsigned long long)c->id);
       conn_close(c);
       return;
@@ -269,6 +278,7 @@ static void conn_read_head(struct conn *c) {
       return;
     }
     c->in_len += (size_t)n;
+    c->bytes_in += (uint64_t)n;
     size_t nh = SCGI_MAX_HEADERS;
     uint64_t cl = 0;
     const char *why = NULL;
@@ -313,7 +323,7 @@ void conn_on_timer(struct ev_loop *loop, ev_timer *t, int revents) {
   (void)loop;
   (void)revents;
   if (c->state != CONN_LINGER)
-    slog("#%llu %s %s: no progress for %g s while %s; closing", (unsigned long long)c->id,
+    slog_at(LOG_WARN, "#%llu %s %s: no progress for %g s while %s; closing", (unsigned long long)c->id,
          c->method[0] ? c->method : "-", c->uri ? c->uri : "-", c->w->srv->cfg.timeout,
          c->state == CONN_HEAD  ? "reading the header block"
          : c->state == CONN_RUN ? (c->wait == WAIT_READ ? "reading the body" : "writing")
@@ -343,7 +353,7 @@ static void conn_on_budget(struct ev_loop *loop, ev_timer *t, int revents) {
   struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, budget));
   (void)loop;
   (void)revents;
-  slog("#%llu %s %s: request budget of %g s spent%s", (unsigned long long)c->id,
+  slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent%s", (unsigned long long)c->id,
        c->method[0] ? c->method : "-", c->uri ? c->uri : "-", c->w->srv->cfg.request_timeout,
        c->co ? "; the handler is stopped" : "");
   if (c->co) {
@@ -366,11 +376,31 @@ static void conn_on_wake(struct ev_loop *loop, ev_timer *t, int revents) {
   (void)revents;
   if (c->wait != WAIT_TIMER || c->co == NULL) return;
   c->wait = WAIT_NONE;
+  if (c->state == CONN_RUN) conn_peer_alive(c); /* so the next write knows the peer left */
   lstate_run(c, 0);
+}
+
+/* Whether the web server is still there: a unix socket peer that closed shows as POLLHUP; over
+   TCP a FIN shows only as POLLRDHUP, and SCGI clients never half-close, so it counts too. */
+int conn_peer_alive(struct conn *c) {
+  if (c->peer_gone || c->fd < 0) return 0;
+  struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+  short gone = POLLHUP | POLLERR | (c->w->srv->lst.is_unix ? 0 : POLLRDHUP);
+  if (poll(&p, 1, 0) == 1 && (p.revents & gone)) conn_gone(c, EPIPE);
+  return !c->peer_gone;
+}
+
+/* Resumes a request on the next loop iteration (not from inside another request). */
+void conn_resume_later(struct conn *c) {
+  c->cancel = NULL;
+  c->wait = WAIT_TIMER;
+  ev_timer_set(&c->wake, 0., 0.);
+  ev_timer_start(c->w->loop, &c->wake);
 }
 
 void conn_sleep(struct conn *c, double seconds) {
   c->wait = WAIT_TIMER;
+  ev_now_update(c->w->loop); /* the handler may have run for a while since the loop woke */
   ev_timer_set(&c->wake, seconds, 0.);
   ev_timer_start(c->w->loop, &c->wake);
 }
@@ -380,6 +410,7 @@ void conn_resume(struct conn *c) {
   if (c->wait != WAIT_OTHER || c->co == NULL) return;
   c->wait = WAIT_NONE;
   c->cancel = NULL;
+  if (c->state == CONN_RUN) conn_peer_alive(c);
   lstate_run(c, 0);
 }
 
@@ -395,6 +426,7 @@ void conn_start(struct worker *w, int fd) {
   c->fd = fd;
   c->in_cap = IN_START;
   c->id = atomic_fetch_add(&w->srv->next_id, 1);
+  c->start = lstate_now();
   c->co_ref = c->client_ref = LUA_NOREF;
   ev_io_init(&c->io, conn_on_io, fd, EV_READ);
   ev_init(&c->timer, conn_on_timer);
@@ -406,6 +438,8 @@ void conn_start(struct worker *w, int fd) {
   if (w->conns) w->conns->prev = c;
   w->conns = c;
   w->nconns++;
+  stat_add(&w->st.connections, 1);
+  stat_set(&w->st.active, w->nconns);
   if (w->nconns > (unsigned)w->srv->cfg.max_connections) {
     c->state = CONN_RUN;
     c->content_length = UINT64_MAX;

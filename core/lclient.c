@@ -3,7 +3,6 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/socket.h>
 
 #include "client_lua.h"
@@ -55,6 +54,7 @@ static int ensure_out(lua_State *L, struct conn *c) {
 /* Sends straight from a large string when nothing is buffered; returns bytes sent, 0 when the
    socket is full, -1 when the peer is gone. */
 static ssize_t send_direct(struct conn *c, const char *s, size_t n) {
+  if (c->bytes_out == 0) stats_note_status(c, s, n);
   for (;;) {
     ssize_t r = send(c->fd, s, n, MSG_NOSIGNAL);
     if (r > 0) {
@@ -245,18 +245,10 @@ static int client_gc(lua_State *L) {
   return 0;
 }
 
-/* client:closed(): true once the request ended or the peer went away. A unix socket peer that
-   closed shows as POLLHUP; over TCP a FIN shows only as POLLRDHUP, and SCGI clients never
-   half-close, so there it counts as gone too. */
+/* client:closed(): true once the request ended or the web server went away. */
 static int client_closed(lua_State *L) {
   struct lclient *cl = check_lclient(L);
-  struct conn *c = cl->c;
-  if (c && !c->peer_gone && c->fd >= 0) {
-    struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
-    short gone = POLLHUP | POLLERR | (c->w->srv->lst.is_unix ? 0 : POLLRDHUP);
-    if (poll(&p, 1, 0) == 1 && (p.revents & gone)) c->peer_gone = 1;
-  }
-  lua_pushboolean(L, c == NULL || c->peer_gone);
+  lua_pushboolean(L, cl->c == NULL || !conn_peer_alive(cl->c));
   return 1;
 }
 

@@ -78,6 +78,7 @@ static int sock_park(lua_State *L, struct lsock *s, int events, lua_KContext ctx
   ev_io_set(&s->io, s->fd, events);
   ev_io_start(s->w->loop, &s->io);
   if (s->timeout >= 0) {
+    ev_now_update(s->w->loop); /* the handler may have run for a while since the loop woke */
     ev_timer_set(&s->timer, s->timeout, 0.);
     ev_timer_start(s->w->loop, &s->timer);
   }
@@ -106,6 +107,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   socklen_t len = sizeof err;
   (void)status;
   (void)ctx;
+  if (s->fd < 0) return push_fail(L, "closed");
   if (s->timed_out) {
     close(s->fd);
     s->fd = -1;
@@ -123,6 +125,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 /* scgi.connect(host, port) or scgi.connect("/unix/path"): a connected socket, or nil, message. */
 static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
+  lstate_current(L, "scgi.connect");
   struct sockaddr_storage ss;
   socklen_t sl;
   struct addrinfo *res = NULL;
@@ -165,7 +168,8 @@ static int l_connect(lua_State *L) {
 /* ---- send ---- */
 
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
-  struct lsock *s = check_open(L);
+  struct lsock *s = check_sock(L);
+  if (s->fd < 0) return push_fail(L, "closed"); /* closed by another request while parked */
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   size_t i = (size_t)ctx, j = (size_t)luaL_optinteger(L, 4, -1);
@@ -201,9 +205,11 @@ static int sock_send(lua_State *L) {
   check_open(L);
   size_t len;
   luaL_checklstring(L, 2, &len);
-  lua_Integer i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, (lua_Integer)len);
+  lua_Integer n = (lua_Integer)len, i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, -1);
+  if (i < 0) i = n + i + 1; /* negative indices count from the end, as in LuaSocket */
+  if (j < 0) j = n + j + 1;
   if (i < 1) i = 1;
-  if (j > (lua_Integer)len) j = (lua_Integer)len;
+  if (j > n) j = n;
   if (j < i - 1) j = i - 1;
   lua_settop(L, 4);
   lua_pushinteger(L, j);
@@ -257,7 +263,12 @@ static void push_line(lua_State *L, const char *p, size_t n) {
 }
 
 static int receive_k(lua_State *L, int status, lua_KContext ctx) {
-  struct lsock *s = check_open(L);
+  struct lsock *s = check_sock(L);
+  if (s->fd < 0) { /* closed by another request while parked */
+    push_fail(L, "closed");
+    lua_pushliteral(L, "");
+    return 3;
+  }
   int mode = (int)ctx, err = 0; /* 'l', 'a' or 'n' (count in argument 2) */
   (void)status;
   for (;;) {
@@ -271,7 +282,8 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
         break;
       }
     } else if (mode == 'n') {
-      size_t want = (size_t)lua_tointeger(L, 2);
+      size_t want = (size_t)lua_tointeger(L, 2), plen = luaL_len(L, 3) > 0 ? (size_t)luaL_len(L, 3) : 0;
+      want = want > plen ? want - plen : 0; /* as LuaSocket: the prefix counts towards n */
       if (avail >= want) {
         lua_pushlstring(L, p, want);
         s->off += want;
@@ -338,12 +350,15 @@ static int sock_settimeout(lua_State *L) {
   return 1;
 }
 
+/* Closes the socket; a request of another coroutine parked on it wakes up to "closed". */
 static int sock_close(lua_State *L) {
   struct lsock *s = check_sock(L);
   if (s->fd >= 0) {
+    struct conn *waiter = s->waiter;
     sock_stop(s);
     close(s->fd);
     s->fd = -1;
+    if (waiter && waiter->co != L) conn_resume_later(waiter);
   }
   free(s->buf);
   s->buf = NULL;

@@ -42,19 +42,27 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
    error cannot keep the handler alive: the error reaches the top of the request. */
 static void cpu_hook(lua_State *L, lua_Debug *ar) {
   struct worker *w = lstate_worker;
+  struct conn *c = w ? w->current : NULL;
   (void)ar;
-  if (w == NULL || w->current == NULL) return;
-  if (!w->current->cpu_killed) {
-    if (lstate_now() - w->resume_start < w->srv->cfg.cpu_limit) return;
-    w->current->cpu_killed = 1;
+  if (c == NULL) return;
+  if (!c->cpu_killed && !c->budget_killed) {
+    double now = lstate_now();
+    if (now - c->start >= w->srv->cfg.request_timeout)
+      c->budget_killed = 1; /* the budget runs out while Lua runs: no timer can fire now */
+    else if (now - w->resume_start >= w->cpu_allowance)
+      c->cpu_killed = 1;
+    else
+      return;
   }
   lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
+  if (c->budget_killed)
+    luaL_error(L, "request budget of %f s spent (--request-timeout)", w->srv->cfg.request_timeout);
   luaL_error(L, "CPU limit of %f s exceeded (the handler ran Lua without yielding)",
-             w->srv->cfg.cpu_limit);
+             w->cpu_allowance);
 }
 
 static int panic(lua_State *L) {
-  slog("unprotected Lua error: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+  slog_at(LOG_ERROR, "unprotected Lua error: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
   return 0;
 }
 
@@ -71,6 +79,7 @@ void lstate_prepare(struct worker *w, lua_State *L) {
   lstate_worker = w;
   if (w->srv->cfg.cpu_limit > 0) lua_sethook(L, cpu_hook, LUA_MASKCOUNT, HOOK_COUNT);
   w->mem_limit = (size_t)(w->srv->cfg.memory_limit * 1048576.0);
+  w->cpu_allowance = w->srv->cfg.cpu_limit;
 }
 
 /* Message handler: adds a traceback to string errors (as lua.c does). */
@@ -107,10 +116,62 @@ static void set_paths(lua_State *L, struct server *s, const char *app) {
   lua_pop(L, 1);
 }
 
-lua_State *lstate_new(struct worker *w, const char *app, char *err, size_t errlen) {
-  lua_State *L = lua_newstate(lalloc, w);
+void lstate_unref(struct app *a) {
+  if (a == NULL || --a->refs > 0) return;
+  if (a->owned) lua_close(a->L);
+  free(a);
+}
+
+/* An app around a state the caller owns (a function handler given to handle_requests). */
+struct app *lstate_wrap(struct worker *w, lua_State *L, int handler_ref) {
+  struct app *a = calloc(1, sizeof *a);
+  if (a == NULL) return NULL;
+  a->L = L;
+  a->handler_ref = handler_ref;
+  a->refs = 1;
+  lstate_prepare(w, L);
+  return a;
+}
+
+/* Tells the server which files the app came from, for --reload-on-change. */
+static void collect_files(struct worker *w, lua_State *L, const char *app) {
+  static const char finder[] =
+      "local files = {}\n"
+      "for name in pairs(package.loaded) do\n"
+      "  if type(name) == 'string' then\n"
+      "    local f = package.searchpath(name, package.path)\n"
+      "    if f then files[#files + 1] = f end\n"
+      "  end\n"
+      "end\n"
+      "return files\n";
+  if (luaL_loadbuffer(L, finder, sizeof finder - 1, "=files") != LUA_OK ||
+      lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return;
+  }
+  int n = (int)luaL_len(L, -1);
+  char **files = calloc((size_t)n + 1, sizeof *files);
+  if (files == NULL) {
+    lua_pop(L, 1);
+    return;
+  }
+  files[0] = strdup(app);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    files[i] = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  server_set_files(w->srv, files, n + 1);
+}
+
+/* Builds a state, loads the app file in it and keeps the handler it returns. */
+struct app *lstate_new(struct worker *w, const char *app, char *err, size_t errlen) {
+  struct app *a = calloc(1, sizeof *a);
+  lua_State *L = a ? lua_newstate(lalloc, w) : NULL;
   if (L == NULL) {
     snprintf(err, errlen, "cannot create a Lua state: out of memory");
+    free(a);
     return NULL;
   }
   lua_atpanic(L, panic);
@@ -134,35 +195,46 @@ lua_State *lstate_new(struct worker *w, const char *app, char *err, size_t errle
     goto fail;
   }
   lua_settop(L, base + 1);
-  w->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (w->id == 0 && w->srv->cfg.reload_on_change) collect_files(w, L, app);
+  a->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
   lua_gc(L, LUA_GCGEN, 0, 0);
-  return L;
+  a->L = L;
+  a->refs = 1;
+  a->owned = 1;
+  return a;
 fail:
   lua_close(L);
+  free(a);
   return NULL;
 }
 
+/* Ends the request's hold on its coroutine, client and app. */
 void lstate_release(struct conn *c) {
-  lua_State *L = c->w->L;
+  struct app *a = c->app;
   if (c->client) lclient_detach(c->client);
   c->client = NULL;
-  luaL_unref(L, LUA_REGISTRYINDEX, c->client_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);
+  luaL_unref(a->L, LUA_REGISTRYINDEX, c->client_ref);
+  luaL_unref(a->L, LUA_REGISTRYINDEX, c->co_ref);
   c->client_ref = c->co_ref = LUA_NOREF;
   c->co = NULL;
+  c->app = NULL;
   c->w->live--;
+  lstate_unref(a);
 }
 
 int lstate_start(struct conn *c, const struct scgi_header *h, size_t n) {
   struct worker *w = c->w;
-  lua_State *L = w->L;
+  struct app *a = w->app;
+  lua_State *L = a->L;
   if (!lua_checkstack(L, 2)) return -1;
   lua_State *co = lua_newthread(L);
   c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->co = co;
+  c->app = a;
+  a->refs++;
   w->live++;
-  lua_rawgeti(co, LUA_REGISTRYINDEX, w->handler_ref);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, a->handler_ref);
   lua_createtable(co, 0, (int)n);
   for (size_t i = 0; i < n; i++) {
     lua_pushlstring(co, h[i].name, h[i].name_len);
@@ -190,15 +262,25 @@ static void close_thread(lua_State *co, lua_State *L) {
 void lstate_abort(struct conn *c) {
   lua_State *co = c->co;
   if (co == NULL) return;
+  if (c->client) lclient_detach(c->client);
+  c->client = NULL;
+  /* pending __close handlers run now, under the CPU guard with at most a second */
+  struct worker *w = c->w;
+  double limit = w->srv->cfg.cpu_limit;
+  w->current = c;
+  w->resume_start = lstate_now();
+  w->cpu_allowance = limit < 1 ? limit : 1;
+  close_thread(co, c->app->L);
+  w->cpu_allowance = limit;
+  w->current = NULL;
   lstate_release(c);
-  close_thread(co, c->w->L);
 }
 
 /* The handler raised (or was stopped): log it with a traceback, answer 500 if nothing reached the
    socket, else cut the response short. */
 static void request_failed(struct conn *c, int status) {
   struct worker *w = c->w;
-  lua_State *L = w->L, *co = c->co;
+  lua_State *L = c->app->L, *co = c->co;
   const char *msg = lua_tostring(co, -1);
   if (msg == NULL) {
     if (luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING)
@@ -207,19 +289,24 @@ static void request_failed(struct conn *c, int status) {
       msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
   }
   luaL_traceback(L, co, msg, 0);
-  if (status == LUA_ERRMEM && w->mem_limit)
-    slog("#%llu %s %s: handler error: not enough memory (limit %.1f MiB, in use %.1f MiB)",
+  if (c->budget_killed)
+    slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent; the handler is stopped: %s",
+            (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
+            w->srv->cfg.request_timeout, lua_tostring(L, -1));
+  else if (status == LUA_ERRMEM && w->mem_limit)
+    slog_at(LOG_ERROR, "#%llu %s %s: handler error: not enough memory (limit %.1f MiB, in use %.1f MiB)",
          (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
          (double)w->mem_limit / 1048576.0, (double)w->mem_used / 1048576.0);
   else
-    slog("#%llu %s %s: handler error: %s", (unsigned long long)c->id,
+    slog_at(LOG_ERROR, "#%llu %s %s: handler error: %s", (unsigned long long)c->id,
          c->method[0] ? c->method : "-", c->uri ? c->uri : "-", lua_tostring(L, -1));
   lua_pop(L, 1);
   w->errors++;
+  int budget = c->budget_killed;
   lstate_abort(c);
   if (c->state == CONN_RUN && c->bytes_out == 0) {
     c->out_len = c->out_off = 0;
-    conn_respond_error(c, 500, NULL);
+    conn_respond_error(c, budget ? 504 : 500, NULL);
   } else if (c->state == CONN_RUN) {
     c->out_len = c->out_off = 0; /* part of the response is out: cut it short */
     conn_finish(c);
@@ -235,7 +322,7 @@ void lstate_run(struct conn *c, int nargs) {
   w->current = c;
   w->resume_start = lstate_now();
   w->mem_limited = 1;
-  int st = lua_resume(co, w->L, nargs, &nres);
+  int st = lua_resume(co, c->app->L, nargs, &nres);
   w->mem_limited = 0;
   w->current = NULL;
   if (st == LUA_YIELD) {

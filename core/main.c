@@ -64,11 +64,18 @@ int main(int argc, char **argv) {
     const char *eq = strchr(a + 2, '='), *value;
     size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
     snprintf(name, sizeof name, "%.*s", (int)len, a + 2);
-    if (!config_known(name)) {
+    int known = config_known(name);
+    if (strcmp(name, "status") == 0) {
+      if (eq == NULL && i + 1 >= argc) return bad_usage("option --status needs a value");
+      return stats_print(eq ? eq + 1 : argv[++i]);
+    }
+    if (!known) {
       snprintf(err, sizeof err, "unknown option '%s'", a);
       return bad_usage(err);
     }
-    if (eq) {
+    if (known == 2) {
+      value = eq ? eq + 1 : "1";
+    } else if (eq) {
       value = eq + 1;
     } else if (i + 1 < argc) {
       value = argv[++i];

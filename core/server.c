@@ -1,5 +1,7 @@
 /* server.c: the main thread: start the workers, open the listener, own the signals, stop. */
+#include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,7 @@ static void on_grace(struct ev_loop *loop, ev_timer *t, int revents) {
   struct server *s = server_of(t, offsetof(struct server, grace_timer));
   (void)loop;
   (void)revents;
-  slog("grace period of %g s is over: abandoning the requests still running", s->cfg.grace);
+  slog_at(LOG_WARN, "grace period of %g s is over: abandoning the requests still running", s->cfg.grace);
   wake_all(s, 2);
 }
 
@@ -41,6 +43,57 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
   wake_all(s, 1);
   ev_timer_set(&s->grace_timer, s->cfg.grace, 0.);
   ev_timer_start(loop, &s->grace_timer);
+}
+
+/* SIGHUP: every worker loads the app anew; the listener stays open throughout. */
+static void on_reload_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
+  struct server *s = server_of(sig, offsetof(struct server, sig_hup));
+  (void)loop;
+  (void)revents;
+  if (s->stopping) return;
+  slog("reloading %s", s->cfg.app ? s->cfg.app : "(function handler)");
+  for (int i = 0; i < s->nworkers; i++) {
+    atomic_store(&s->workers[i].reload, 1);
+    ev_async_send(s->workers[i].loop, &s->workers[i].wake);
+  }
+}
+
+static double mtime_of(const char *path) {
+  struct stat st;
+  if (stat(path, &st) < 0) return -1;
+  return (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec * 1e-9;
+}
+
+/* Worker 0 tells which files the app was loaded from (the app file and the modules it
+   required); --reload-on-change watches them. Takes ownership of files. */
+void server_set_files(struct server *s, char **files, int n) {
+  double *mt = calloc((size_t)n + 1, sizeof *mt);
+  for (int i = 0; mt && i < n; i++) mt[i] = mtime_of(files[i]);
+  pthread_mutex_lock(&s->files_mu);
+  for (int i = 0; i < s->nfiles; i++) free(s->files[i]);
+  free(s->files);
+  free(s->mtimes);
+  s->files = files;
+  s->mtimes = mt;
+  s->nfiles = mt ? n : 0;
+  pthread_mutex_unlock(&s->files_mu);
+}
+
+static void on_watch_timer(struct ev_loop *loop, ev_timer *t, int revents) {
+  struct server *s = server_of(t, offsetof(struct server, watch_timer));
+  const char *changed = NULL;
+  (void)revents;
+  pthread_mutex_lock(&s->files_mu);
+  for (int i = 0; i < s->nfiles; i++) {
+    double m = mtime_of(s->files[i]);
+    if (m != s->mtimes[i]) {
+      s->mtimes[i] = m;
+      changed = changed ? changed : s->files[i];
+    }
+  }
+  if (changed) slog("%s changed", changed);
+  pthread_mutex_unlock(&s->files_mu);
+  if (changed) on_reload_signal(loop, &s->sig_hup, 0);
 }
 
 static void on_worker_done(struct ev_loop *loop, ev_async *a, int revents) {
@@ -95,54 +148,142 @@ static void join_workers(struct server *s) {
   }
 }
 
+/* systemd socket activation: the socket is fd 3 when LISTEN_PID names this process. Taken
+   for --socket systemd, and when no --socket is given. */
+static const char *socket_address(struct server *s, char *buf, size_t len, char *err,
+                                  size_t errlen) {
+  const char *addr = s->cfg.socket, *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+  int passed = pid && fds && atol(pid) == (long)getpid() && atoi(fds) >= 1;
+  int want = addr && strcmp(addr, "systemd") == 0;
+  if (want && !passed) {
+    snprintf(err, errlen, "--socket systemd: no socket was passed (LISTEN_PID and LISTEN_FDS do "
+                          "not name this process; start it from a systemd .socket unit)");
+    return NULL;
+  }
+  if (passed && (want || addr == NULL)) {
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return "fd:3";
+  }
+  return addr ? addr : config_default_socket(buf, len);
+}
+
+static int write_pid_file(const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
+    snprintf(err, errlen, "cannot write the pid file %s: %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static void on_usr1(struct ev_loop *loop, ev_signal *sig, int revents) {
+  struct server *s = server_of(sig, offsetof(struct server, sig_usr1));
+  (void)loop;
+  (void)revents;
+  log_reopen(s->log);
+}
+
+/* Binds the listener, gives the socket its owner, writes the pid file. */
+static int open_listener(struct server *s, char *err, size_t errlen) {
+  char where[512];
+  const char *addr = socket_address(s, where, sizeof where, err, errlen);
+  if (addr == NULL || listener_open(&s->lst, addr, s->cfg.socket_mode, err, errlen) < 0) return -1;
+  if (s->cfg.socket_owner && priv_chown_socket(&s->lst, s->cfg.socket_owner, err, errlen) < 0)
+    return -1;
+  if (s->cfg.pid_file && write_pid_file(s->cfg.pid_file, err, errlen) < 0) return -1;
+  atomic_store(&s->listen_fd, s->lst.fd);
+  return 0;
+}
+
+static void start_signals(struct server *s) {
+  ev_signal_init(&s->sig_term, on_stop_signal, SIGTERM);
+  ev_signal_init(&s->sig_int, on_stop_signal, SIGINT);
+  ev_signal_init(&s->sig_hup, on_reload_signal, SIGHUP);
+  ev_signal_init(&s->sig_usr1, on_usr1, SIGUSR1);
+  ev_signal_start(s->loop, &s->sig_term);
+  ev_signal_start(s->loop, &s->sig_int);
+  ev_signal_start(s->loop, &s->sig_hup);
+  ev_signal_start(s->loop, &s->sig_usr1);
+  ev_init(&s->grace_timer, on_grace);
+  if (s->cfg.reload_on_change && s->cfg.app) {
+    ev_timer_init(&s->watch_timer, on_watch_timer, 1., 1.);
+    ev_timer_start(s->loop, &s->watch_timer);
+  }
+}
+
+static void stop_signals(struct server *s) {
+  ev_signal_stop(s->loop, &s->sig_term);
+  ev_signal_stop(s->loop, &s->sig_int);
+  ev_signal_stop(s->loop, &s->sig_hup);
+  ev_signal_stop(s->loop, &s->sig_usr1);
+  ev_timer_stop(s->loop, &s->grace_timer);
+  ev_timer_stop(s->loop, &s->watch_timer);
+}
+
 int server_run(struct server *s, char *err, size_t errlen) {
-  int rc = 1;
+  int rc = 1, drop = s->cfg.user || s->cfg.group;
   s->nworkers = s->fn_L ? 1 : s->cfg.workers > 0 ? s->cfg.workers : online_cpus();
   s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
-  s->lst.fd = -1;
+  s->lst.fd = s->stats_lst.fd = -1;
+  s->started = lstate_now();
   if (s->workers == NULL) {
     snprintf(err, errlen, "out of memory");
     return 1;
   }
   signal(SIGPIPE, SIG_IGN);
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
-  s->loop = ev_loop_new(EVFLAG_AUTO); /* not the default loop: it would reap handlers' children */
-  if (s->loop == NULL) {
-    snprintf(err, errlen, "cannot create the main event loop");
+  s->log = log_start(s->cfg.log_file, s->cfg.access_log, s->cfg.log_level, err, errlen);
+  if (s->log == NULL) {
     free(s->workers);
     return 1;
   }
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  pthread_mutex_init(&s->files_mu, NULL);
+  s->loop = ev_loop_new(EVFLAG_AUTO); /* not the default loop: it would reap handlers' children */
+  if (s->loop == NULL) {
+    snprintf(err, errlen, "cannot create the main event loop");
+    goto fail;
+  }
   ev_async_init(&s->done, on_worker_done);
   ev_async_start(s->loop, &s->done);
+  /* The app loads before the socket exists, so a broken app leaves nothing behind; with --user
+     the socket is bound first, as root, and the app loads after the privileges are dropped. */
+  if (drop && (open_listener(s, err, errlen) < 0 || priv_drop(&s->cfg, err, errlen) < 0))
+    goto fail;
   if (start_workers(s, err, errlen) < 0) goto fail;
-  char where[512];
-  const char *addr = s->cfg.socket ? s->cfg.socket : config_default_socket(where, sizeof where);
-  if (listener_open(&s->lst, addr, s->cfg.socket_mode, err, errlen) < 0) goto fail;
-  atomic_store(&s->listen_fd, s->lst.fd);
+  if (!drop && open_listener(s, err, errlen) < 0) goto fail;
+  if (stats_start(s, err, errlen) < 0) goto fail;
   slog("listening on %s (%d worker%s)", s->lst.name, s->nworkers, s->nworkers == 1 ? "" : "s");
-  ev_signal_init(&s->sig_term, on_stop_signal, SIGTERM);
-  ev_signal_init(&s->sig_int, on_stop_signal, SIGINT);
-  ev_signal_start(s->loop, &s->sig_term);
-  ev_signal_start(s->loop, &s->sig_int);
-  ev_init(&s->grace_timer, on_grace);
+  if (s->stats_lst.fd >= 0) slog("stats on %s", s->stats_lst.name);
+  if (s->cfg.memory_limit > 0) slog("Lua memory limit: %g MiB per worker", s->cfg.memory_limit);
+  start_signals(s);
   release_workers(s, 1);
   ev_run(s->loop, 0);
-  ev_signal_stop(s->loop, &s->sig_term);
-  ev_signal_stop(s->loop, &s->sig_int);
-  ev_timer_stop(s->loop, &s->grace_timer);
+  stop_signals(s);
   rc = 0;
 fail:
   release_workers(s, 2);
   join_workers(s);
-  ev_async_stop(s->loop, &s->done);
+  if (s->loop) {
+    ev_async_stop(s->loop, &s->done);
+    stats_stop(s);
+    ev_loop_destroy(s->loop);
+    s->loop = NULL;
+  }
   if (atomic_load(&s->listen_fd) < 0) s->lst.fd = -1; /* a worker closed it */
   listener_close(&s->lst);
+  if (s->cfg.pid_file && s->lst.name[0]) unlink(s->cfg.pid_file);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->files_mu);
+  for (int i = 0; i < s->nfiles; i++) free(s->files[i]);
+  free(s->files);
+  free(s->mtimes);
   free(s->workers);
   s->workers = NULL;
-  ev_loop_destroy(s->loop);
-  s->loop = NULL;
+  log_stop(s->log);
+  s->log = NULL;
   return rc;
 }

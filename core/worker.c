@@ -15,7 +15,7 @@
 
 static void accept_pause(struct worker *w, int err) {
   if (!w->emfile_logged)
-    slog("worker %d: cannot accept: %s; pausing until descriptors free up", w->id, strerror(err));
+    slog_at(LOG_ERROR, "worker %d: cannot accept: %s; pausing until descriptors free up", w->id, strerror(err));
   w->emfile_logged = 1;
   ev_io_stop(w->loop, &w->accept_w);
   ev_timer_set(&w->accept_retry, 0.1, 0.);
@@ -25,6 +25,7 @@ static void accept_pause(struct worker *w, int err) {
 /* Accepts what is queued on the listener, up to a batch so the loop stays fair. */
 static void accept_some(struct worker *w) {
   int lfd = atomic_load(&w->srv->listen_fd);
+  ev_now_update(w->loop); /* budgets start now, even after a long handler run */
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
@@ -41,7 +42,7 @@ static void accept_some(struct worker *w) {
       accept_pause(w, errno);
       return;
     }
-    slog("worker %d: accept: %s", w->id, strerror(errno));
+    slog_at(LOG_ERROR, "worker %d: accept: %s", w->id, strerror(errno));
     return;
   }
 }
@@ -64,10 +65,31 @@ void worker_conn_done(struct worker *w) {
   if (atomic_load(&w->stop) && w->nconns == 0) ev_break(w->loop, EVBREAK_ALL);
 }
 
+/* SIGHUP: a new state from the app file for new requests; requests in flight finish on the old
+   one, which is closed when its last request ends. A new app that fails to load changes nothing. */
+static void worker_reload(struct worker *w) {
+  char err[1024];
+  if (w->srv->fn_L) {
+    if (w->id == 0) slog("reload: a function handler cannot be reloaded; serving on");
+    return;
+  }
+  struct app *a = lstate_new(w, w->srv->cfg.app, err, sizeof err);
+  if (a == NULL) {
+    slog_at(LOG_ERROR, "worker %d: reload failed, the running app goes on serving: %s", w->id, err);
+    atomic_fetch_add(&w->srv->reload_failures, 1);
+    return;
+  }
+  struct app *old = w->app;
+  w->app = a;
+  lstate_unref(old);
+  slog("worker %d: reloaded %s", w->id, w->srv->cfg.app);
+}
+
 static void on_wake(struct ev_loop *loop, ev_async *a, int revents) {
   struct worker *w = (struct worker *)((char *)a - offsetof(struct worker, wake));
   (void)revents;
   int stop = atomic_load(&w->stop);
+  if (atomic_exchange(&w->reload, 0) && stop == 0) worker_reload(w);
   if (stop >= 2) {
     ev_break(loop, EVBREAK_ALL);
     return;
@@ -124,19 +146,17 @@ void *worker_main(void *arg) {
   struct worker *w = arg;
   struct server *s = w->srv;
   int ok = 0;
+  log_attach(s->log);
   w->hdrs = malloc(SCGI_MAX_HEADERS * sizeof *w->hdrs);
   w->scratch = malloc(65536);
   if (w->hdrs == NULL || w->scratch == NULL) {
     snprintf(w->load_error, sizeof w->load_error, "worker %d: out of memory", w->id);
   } else if (s->fn_L) {
-    w->L = s->fn_L;
-    w->handler_ref = s->fn_ref;
-    lstate_prepare(w, w->L);
-    ok = 1;
+    w->app = lstate_wrap(w, s->fn_L, s->fn_ref);
+    ok = w->app != NULL;
   } else {
-    w->L = lstate_new(w, s->cfg.app, w->load_error, sizeof w->load_error);
-    w->own_state = 1;
-    ok = w->L != NULL;
+    w->app = lstate_new(w, s->cfg.app, w->load_error, sizeof w->load_error);
+    ok = w->app != NULL;
   }
   pthread_mutex_lock(&s->mu);
   if (ok)
@@ -148,17 +168,17 @@ void *worker_main(void *arg) {
   pthread_mutex_unlock(&s->mu);
   if (ok && s->go == 1) {
     if (worker_listen(w) < 0)
-      slog("worker %d: cannot watch the listener: %s", w->id, strerror(errno));
+      slog_at(LOG_ERROR, "worker %d: cannot watch the listener: %s", w->id, strerror(errno));
     else
       ev_run(w->loop, 0);
   }
   if (ok && s->go == 1)
-    slog("worker %d: served %llu requests (%llu errors, %llu empty wake-ups)", w->id,
+    slog_at(LOG_INFO, "worker %d: served %llu requests (%llu errors, %llu empty wake-ups)", w->id,
          (unsigned long long)w->served, (unsigned long long)w->errors,
          (unsigned long long)w->spurious);
   conn_free_all(w);
-  if (w->own_state && w->L) lua_close(w->L);
-  w->L = NULL;
+  lstate_unref(w->app);
+  w->app = NULL;
   if (w->ep_fd >= 0) close(w->ep_fd);
   free(w->hdrs);
   free(w->scratch);

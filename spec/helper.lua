@@ -83,8 +83,10 @@ function H.spawn(cmd, dir, name)
   function proc.alive() return read_file(st) == nil end
   function proc.kill(sig) sh("kill -" .. (sig or "TERM") .. " " .. pid .. " 2>/dev/null") end
   function proc.wait(timeout)
-    local s = H.wait_for(function() return read_file(st) end, timeout or 10, name .. " to exit")
-    return tonumber(s:match("%d+"))
+    return H.wait_for(function()
+      local s = read_file(st)
+      return s and tonumber(s:match("%d+"))
+    end, timeout or 10, name .. " to exit")
   end
   function proc.output() return read_file(log) or "" end
   return proc

@@ -1,5 +1,9 @@
 -- scgi: serve Lua handlers over SCGI; the Lua facade over scgi.core.
 local core = require "scgi.core"
+local request = require "scgi.request"
+local multipart = require "scgi.multipart"
+local response = require "scgi.response"
+local wsapi = require "scgi.wsapi"
 
 local scgi = { version = core.version, client_methods = core.client_methods }
 
@@ -12,6 +16,26 @@ scgi.now = core.now
 -- scgi.connect(host, port) or scgi.connect("/unix/path"): a cooperative socket with LuaSocket's
 -- send, receive, settimeout, close, setoption and shutdown; waits park the request, not the worker.
 scgi.connect = core.connect
+
+-- Request helpers (scgi.request): URL encoding, query strings, forms, cookies, PATH_INFO.
+scgi.url_decode = request.url_decode
+scgi.url_encode = request.url_encode
+scgi.parse_query = request.parse_query
+scgi.parse_form = request.parse_form
+scgi.read_form = request.read_form
+scgi.parse_cookies = request.parse_cookies
+scgi.path_info = request.path_info
+
+-- scgi.multipart(headers, client, { on_part, on_data, on_part_end }, options): streams a
+-- multipart/form-data body through callbacks; scgi.multipart_reader(...) is the pull API.
+scgi.multipart = multipart.parse
+scgi.multipart_reader = multipart.reader
+
+-- client:redirect(url, status) and client:sse(headers) on every client (scgi.response).
+response.install(core.client_methods)
+
+-- scgi.wsapi(app, options): a handler that runs a WSAPI app (scgi.wsapi).
+scgi.wsapi = wsapi.new
 
 -- Serves requests until SIGTERM or SIGINT. handler: a function (runs in this Lua state, one
 -- worker) or the path of an app file that returns one (runs in a pool of worker states).

@@ -69,6 +69,32 @@ routes["/resume-loop"] = function()
   while true do coroutine.resume(coroutine.create(function() while true do end end)) end
 end
 
+-- Keeps the worker busy (no yielding) for ms milliseconds of wall-clock time.
+local function spin(ms)
+  local t = scgi.now()
+  while scgi.now() - t < ms / 1000 do end
+end
+
+-- ?ms=: spins that long, then measures (scgi.now) how long scgi.sleep(?s=) really parked.
+routes["/spin-sleep"] = function(headers, client)
+  local q = query(headers)
+  spin(tonumber(q.ms) or 800)
+  local t0 = scgi.now()
+  scgi.sleep(tonumber(q.s) or 1)
+  ok(client, ("%.3f"):format(scgi.now() - t0))
+end
+
+-- ?n= segments of ?ms= milliseconds of spinning, with a short sleep between two: no segment is
+-- over the CPU limit although their sum is.
+routes["/spin-segments"] = function(headers, client)
+  local q = query(headers)
+  for i = 1, tonumber(q.n) or 3 do
+    if i > 1 then scgi.sleep(0.01) end
+    spin(tonumber(q.ms) or 600)
+  end
+  ok(client, "segments done")
+end
+
 -- Writes and flushes part of the response, then sleeps ?s= seconds, then writes the rest.
 routes["/partial-sleep"] = function(headers, client)
   local s = tonumber(query(headers).s) or 5

@@ -1,0 +1,31 @@
+/* log.h: the error log (levels, stderr or a file) and the access log, written by a log thread. */
+#ifndef SCGI_LOG_H
+#define SCGI_LOG_H
+
+#include <stddef.h>
+
+enum { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+struct logger;
+
+/* Opens the logs (NULL error_path: stderr; access_path "-": stdout, NULL: none) and starts the
+   log thread; attaches the calling thread. Returns NULL with a message in err. */
+struct logger *log_start(const char *error_path, const char *access_path, int level, char *err,
+                         size_t errlen);
+/* Makes the calling thread log through lg. */
+void log_attach(struct logger *lg);
+/* Reopens the files (after logrotate moved them). */
+void log_reopen(struct logger *lg);
+/* Writes what is buffered and stops the log thread. */
+void log_stop(struct logger *lg);
+
+int log_parse_level(const char *name);
+int log_enabled(int level);
+int log_access_enabled(void);
+void log_access(const char *line, size_t n);
+size_t log_time(char *buf, size_t len);
+
+/* One line on the error log, prefixed "scgi-lua: ", if level is enabled. */
+void slog_at(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,432 @@
+-- spec/budget_spec.lua: scgi.sleep, --request-timeout, --cpu-limit, --memory-limit,
+-- client:closed() and scgi.worker(), against the real scgi-lua running spec/apps/budget.lua.
+local H = require "helper"
+local socket = require "socket"
+
+local function log_since(srv, mark) return srv.output():sub(mark + 1) end
+
+-- Waits (bounded) until the log written since `mark` matches the Lua pattern `pat`.
+local function wait_log(srv, mark, pat, timeout)
+  return H.wait_for(function()
+    local s = log_since(srv, mark)
+    return s:find(pat) and s
+  end, timeout or 5, "a log line matching " .. ("%q"):format(pat))
+end
+
+local function hello_ok(addr)
+  local status, _, body = H.request(addr, "GET", "/hello")
+  assert.equal(200, status)
+  assert.equal("Hello world\n", body)
+end
+
+-- scgi.worker() of the worker, read through the /worker route (whose own request counts).
+local function worker(addr)
+  local status, _, body = H.request(addr, "GET", "/worker")
+  assert.equal(200, status)
+  return assert(load(body))()
+end
+
+-- What /sleep-then-write or /sleep-then-closed recorded under id, or nil while nothing was.
+local function result(addr, id)
+  local status, _, body = H.request(addr, "GET", "/result?id=" .. id)
+  assert.equal(200, status)
+  return assert(load(body))()
+end
+
+-- Opens a connection and sends a GET for uri; the answer is read by collect.
+local function open(addr, uri)
+  local s = assert(H.connect(addr, 5))
+  assert(s:send((H.encode(H.nginx_headers("GET", uri)))))
+  s:settimeout(0)
+  return { s = s, uri = uri, sent = H.now(), parts = {} }
+end
+
+-- Reads the answers of the opened requests all at once until each connection is closed by the
+-- server (bounded by timeout); sets r.raw, r.status, r.body, r.done (when it closed) and r.took.
+local function collect(reqs, timeout)
+  local pending, deadline = {}, H.now() + (timeout or 10)
+  for _, r in ipairs(reqs) do pending[r.s] = r end
+  while next(pending) do
+    local list = {}
+    for s in pairs(pending) do list[#list + 1] = s end
+    local left = deadline - H.now()
+    if left <= 0 then
+      local n = 0
+      for _ in pairs(pending) do n = n + 1 end
+      for s in pairs(pending) do s:close() end
+      error(("%d of %d requests still unanswered after %g s"):format(n, #reqs, timeout or 10), 2)
+    end
+    local ready = socket.select(list, nil, math.min(left, 0.5))
+    for _, s in ipairs(ready) do
+      local r = pending[s]
+      while r do
+        local d, err, partial = s:receive(65536)
+        local chunk = d or partial
+        if chunk and #chunk > 0 then r.parts[#r.parts + 1] = chunk end
+        if err == "timeout" then break end
+        if err then
+          r.done, r.err = H.now(), err ~= "closed" and err or nil
+          r.took = r.done - r.sent
+          r.raw = table.concat(r.parts)
+          r.status, _, r.body = H.parse(r.raw)
+          pending[s] = nil
+          s:close()
+          break
+        end
+      end
+    end
+  end
+  return reqs
+end
+
+describe("scgi.sleep on one worker", function()
+  local srv
+  setup(function() srv = H.start("budget.lua") end)
+  teardown(function()
+    if srv then assert.equal(0, srv.stop()) end
+    H.cleanup()
+  end)
+
+  it("scgi.worker() describes the worker running the handler", function()
+    local w = worker(srv.addr)
+    assert.equal(0, w.id)
+    assert.equal(1, w.requests) -- the /worker request itself
+    assert.equal(1, w.connections)
+    assert.is_true(w.served >= 0 and w.errors >= 0)
+    assert.is_true(w.memory > 0, "memory " .. tostring(w.memory))
+    assert.equal(0, w.memory_limit) -- no --memory-limit
+  end)
+
+  it("parks a request sleeping 2 s while 100 other requests finish promptly", function()
+    local sleeper = open(srv.addr, "/sleep?s=2")
+    local others = {}
+    for i = 1, 100 do others[i] = open(srv.addr, "/hello") end
+    collect(others, 5)
+    collect({ sleeper }, 5)
+    for i, r in ipairs(others) do
+      assert.equal(200, r.status, "request " .. i)
+      assert.equal("Hello world\n", r.body)
+      assert.is_true(r.took < 0.5, ("request %d took %.3f s"):format(i, r.took))
+      assert.is_true(r.done < sleeper.done, "request " .. i .. " finished after the sleeper")
+    end
+    assert.equal(200, sleeper.status)
+    assert.equal("slept 2", sleeper.body)
+    assert.is_true(sleeper.took >= 1.9 and sleeper.took < 3, ("the sleeper took %.3f s"):format(sleeper.took))
+  end)
+
+  it("runs 200 concurrent 1 s sleeps in about 1 s in all", function()
+    local t0 = H.now()
+    local reqs = {}
+    for i = 1, 200 do reqs[i] = open(srv.addr, "/sleep?s=1") end
+    collect(reqs, 10)
+    local took = H.now() - t0
+    for i, r in ipairs(reqs) do
+      assert.equal(200, r.status, "request " .. i)
+      assert.equal("slept 1", r.body)
+      assert.is_true(r.took >= 0.95, ("request %d took only %.3f s"):format(i, r.took))
+    end
+    assert.is_true(took < 3, ("200 sleeps took %.3f s in all"):format(took))
+    H.wait_for(function() return worker(srv.addr).requests == 1 end, 5, "the sleepers to be freed")
+  end)
+
+  it("scgi.sleep(1) parks for 1 s even after the handler worked 0.8 s without yielding", function()
+    local status, _, body = H.request(srv.addr, "GET", "/spin-sleep?ms=800&s=1")
+    assert.equal(200, status)
+    local slept = assert(tonumber(body))
+    assert.is_true(slept >= 0.99, ("scgi.sleep(1) returned after %.3f s"):format(slept))
+  end)
+
+  it("scgi.sleep works under pcall in the handler's own coroutine", function()
+    local status, _, body = H.request(srv.addr, "GET", "/sleep-in-pcall")
+    assert.equal(200, status)
+    assert.equal("pcall=true err=nil", body)
+  end)
+
+  it("scgi.sleep in a coroutine the handler created raises a clear, catchable error", function()
+    local status, _, body = H.request(srv.addr, "GET", "/sleep-in-coroutine")
+    assert.equal(200, status)
+    assert.matches("^pcall=false err=.*scgi%.sleep", body)
+    assert.matches("request handler's own coroutine", body, 1, true)
+    hello_ok(srv.addr)
+  end)
+end)
+
+describe("scgi.sleep outside a request", function()
+  after_each(H.cleanup)
+
+  it("at load time: the program exits 1 with a message naming scgi.sleep", function()
+    local proc = H.start("budget.lua", { env = "BUDGET_SLEEP_AT_LOAD=1", expect_fail = true })
+    assert.equal(1, proc.wait(10))
+    local out = proc.output()
+    assert.matches("scgi%.sleep", out)
+    assert.matches("cannot load [^\n]*budget%.lua", out)
+    assert.is_nil(out:find("listening on", 1, true))
+  end)
+end)
+
+describe("--cpu-limit 1", function()
+  local srv
+  setup(function() srv = H.start("budget.lua", { options = { ["cpu-limit"] = "1" } }) end)
+  teardown(function()
+    if srv then assert.equal(0, srv.stop()) end
+    H.cleanup()
+  end)
+
+  -- The looping request gets its 500 within the limit plus slack; requests sent to the worker
+  -- while it loops complete afterwards; the log names the method and URI; the worker goes on.
+  local function stopped(uri)
+    local errors = worker(srv.addr).errors
+    local mark = #srv.output()
+    local loop = open(srv.addr, uri)
+    H.sleep(0.2) -- the worker is in the loop now
+    local queued = {}
+    for i = 1, 5 do queued[i] = open(srv.addr, "/hello") end
+    collect({ loop }, 6)
+    collect(queued, 5)
+    assert.equal(500, loop.status)
+    assert.equal("500 Internal Server Error\n", loop.body)
+    assert.is_true(loop.took >= 0.9 and loop.took < 3, ("the 500 came after %.3f s"):format(loop.took))
+    for i, r in ipairs(queued) do
+      assert.equal(200, r.status, "queued request " .. i)
+      assert.equal("Hello world\n", r.body)
+      assert.is_true(r.done >= loop.done - 0.05, "a queued request finished during the loop")
+      assert.is_true(r.done - loop.done < 2, "a queued request took long after the loop ended")
+    end
+    wait_log(srv, mark, "GET " .. uri:gsub("%p", "%%%0") .. ": handler error: [^\n]*CPU limit")
+    hello_ok(srv.addr)
+    local w = worker(srv.addr)
+    assert.equal(1, w.requests)
+    assert.equal(errors + 1, w.errors)
+  end
+
+  it("stops an endless loop", function() stopped("/loop") end)
+
+  it("stops an endless loop whose inner loop is protected by pcall", function() stopped("/pcall-loop") end)
+
+  it("stops an endless loop that catches errors with coroutine.resume", function()
+    stopped("/resume-loop")
+  end)
+
+  it("does not stop a handler whose busy stretches are each under the limit", function()
+    local t0 = H.now()
+    local status, _, body = H.request(srv.addr, "GET", "/spin-segments?n=3&ms=600")
+    assert.equal(200, status)
+    assert.equal("segments done", body)
+    assert.is_true(H.now() - t0 >= 1.7) -- 1.8 s of work in all, over the 1 s limit
+  end)
+end)
+
+describe("--request-timeout 1", function()
+  local srv
+  setup(function()
+    srv = H.start("budget.lua", { options = { ["request-timeout"] = "1", ["cpu-limit"] = "1" } })
+  end)
+  teardown(function()
+    if srv then assert.equal(0, srv.stop()) end
+    H.cleanup()
+  end)
+
+  it("lets a request within its budget finish", function()
+    local status, _, body = H.request(srv.addr, "GET", "/sleep?s=0.3")
+    assert.equal(200, status)
+    assert.equal("slept 0.3", body)
+  end)
+
+  it("answers 504 in about 1 s to a handler sleeping 5 s, and logs it", function()
+    local mark = #srv.output()
+    local t0 = H.now()
+    local raw, err = H.raw(srv.addr, (H.encode(H.nginx_headers("GET", "/sleep?s=5"))), 10)
+    local took = H.now() - t0
+    assert.is_nil(err)
+    assert.equal("Status: 504 Gateway Timeout\r\nContent-Type: text/plain\r\n\r\n504 Gateway Timeout\n", raw)
+    assert.is_true(took >= 0.9 and took < 2.5, ("the 504 came after %.3f s"):format(took))
+    wait_log(srv, mark, "GET /sleep%?s=5: request budget of 1 s spent")
+    local w = worker(srv.addr)
+    assert.equal(1, w.requests) -- the coroutine was discarded
+    assert.is_true(w.errors >= 1)
+    hello_ok(srv.addr)
+  end)
+
+  it("cuts the connection of a handler that flushed part of its response, then slept past the budget", function()
+    local mark = #srv.output()
+    local t0 = H.now()
+    local raw, err = H.raw(srv.addr, (H.encode(H.nginx_headers("GET", "/partial-sleep?s=5"))), 10)
+    local took = H.now() - t0
+    assert.is_nil(err)
+    assert.equal("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\npartial", raw) -- no 504, no rest
+    assert.is_true(took >= 0.9 and took < 2.5, ("cut after %.3f s"):format(took))
+    wait_log(srv, mark, "GET /partial%-sleep%?s=5: request budget of 1 s spent")
+    assert.equal(1, worker(srv.addr).requests)
+    hello_ok(srv.addr)
+  end)
+
+end)
+
+describe("--request-timeout 1 with --cpu-limit 3", function()
+  local srv
+  setup(function()
+    srv = H.start("budget.lua", { options = { ["request-timeout"] = "1", ["cpu-limit"] = "3" } })
+  end)
+  teardown(function()
+    if srv then assert.equal(0, srv.stop()) end
+    H.cleanup()
+  end)
+
+  it("answers 504 when the budget is spent while the handler loops without yielding", function()
+    local mark = #srv.output()
+    local loop = collect({ open(srv.addr, "/loop") }, 6)[1]
+    assert.equal(504, loop.status, ("got %s after %.3f s"):format(tostring(loop.status), loop.took))
+    assert.is_true(loop.took < 2, ("the 504 came after %.3f s"):format(loop.took))
+    wait_log(srv, mark, "GET /loop: request budget of 1 s spent")
+    hello_ok(srv.addr)
+  end)
+end)
+
+describe("--request-timeout 1 and a handler whose __close never returns", function()
+  local srv
+  setup(function()
+    srv = H.start("budget.lua", { options = { ["request-timeout"] = "1", ["cpu-limit"] = "1" } })
+  end)
+  -- no clean stop here: a hung worker would hold the stop for the whole --grace; killed instead
+  teardown(H.cleanup)
+
+  it("answers 504 and goes on when the discarded handler has a __close that never returns", function()
+    local slow = open(srv.addr, "/close-loop?s=5")
+    local ok, err = pcall(collect, { slow }, 5)
+    assert.is_true(ok, "no answer to the request whose __close loops: " .. tostring(err))
+    assert.equal(504, slow.status)
+    local t0 = H.now()
+    local hello = collect({ open(srv.addr, "/hello") }, 5)[1]
+    assert.equal(200, hello.status, "the worker no longer serves")
+    assert.is_true(H.now() - t0 < 3)
+  end)
+end)
+
+describe("--memory-limit 32", function()
+  local srv
+  setup(function() srv = H.start("budget.lua", { options = { ["memory-limit"] = "32" } }) end)
+  teardown(function()
+    if srv then assert.equal(0, srv.stop()) end
+    H.cleanup()
+  end)
+
+  it("reports the limit in scgi.worker()", function()
+    local w = worker(srv.addr)
+    assert.equal(32 * 1048576, w.memory_limit)
+    assert.is_true(w.memory > 0 and w.memory < w.memory_limit)
+  end)
+
+  it("answers 500 to a handler allocating without bound, logs the limit, and serves the next request", function()
+    for round = 1, 3 do
+      local mark = #srv.output()
+      local t0 = H.now()
+      local status, _, body = H.request(srv.addr, "GET", "/alloc")
+      assert.equal(500, status, "round " .. round)
+      assert.equal("500 Internal Server Error\n", body)
+      assert.is_true(H.now() - t0 < 5)
+      local log = wait_log(srv, mark, "GET /alloc: [^\n]*not enough memory[^\n]*limit 32[%.0]* MiB")
+      assert.matches("in use [%d%.]+ MiB", log)
+      hello_ok(srv.addr)
+      local w = worker(srv.addr)
+      assert.equal(1, w.requests)
+      assert.is_true(w.memory < w.memory_limit)
+    end
+  end)
+
+  it("raises a memory error a handler can catch with pcall, and it can allocate afterwards", function()
+    local status, _, body = H.request(srv.addr, "GET", "/alloc-pcall")
+    assert.equal(200, status)
+    assert.equal("pcall=false err=not enough memory small=1000", body)
+    hello_ok(srv.addr)
+  end)
+end)
+
+for _, transport in ipairs({ "unix", "tcp" }) do
+  describe("a client that goes away (" .. transport .. ")", function()
+    local srv
+    setup(function()
+      srv = H.start("budget.lua", { socket = transport == "tcp" and "127.0.0.1:0" or nil })
+      if transport == "tcp" then assert.matches("^127%.0%.0%.1:%d+$", srv.addr) end
+    end)
+    teardown(function()
+      if srv then assert.equal(0, srv.stop()) end
+      H.cleanup()
+    end)
+
+    local function live_back_to_one()
+      H.wait_for(function() return worker(srv.addr).requests == 1 end, 5,
+        "the live request count to return to 1")
+    end
+
+    it("mid-response (100 MiB streamed): the coroutine is freed and the write said closed", function()
+      assert.equal(1, worker(srv.addr).requests)
+      local id = transport .. "-stream"
+      local s = open(srv.addr, "/stream?mb=100&id=" .. id)
+      s.s:settimeout(5)
+      local got = assert(s.s:receive(65536))
+      assert.equal(65536, #got)
+      s.s:close()
+      live_back_to_one()
+      local status, _, body = H.request(srv.addr, "GET", "/stream-end?id=" .. id)
+      assert.equal(200, status)
+      assert.equal("write nil closed", body)
+      H.wait_for(function() return worker(srv.addr).connections == 1 end, 5, "the connection to close")
+      hello_ok(srv.addr)
+    end)
+
+    it("while the handler sleeps: client:closed() turns true and a write then says closed", function()
+      local id = transport .. "-closed"
+      local s = open(srv.addr, "/sleep-then-closed?s=1&id=" .. id)
+      H.sleep(0.2)
+      s.s:close()
+      local r = H.wait_for(function() return result(srv.addr, id) end, 5, "the handler's record")
+      assert.is_false(r.before) -- asked before the sleep, with the peer still there
+      assert.is_true(r.closed)
+      assert.equal("nil", r.write)
+      assert.equal("closed", r.write_err)
+      live_back_to_one()
+    end)
+
+    if transport == "tcp" then
+      it("client:closed() is true once the web server half-closed (FIN)", function()
+        local id = "tcp-fin"
+        local s = open(srv.addr, "/sleep-then-closed?s=0.5&id=" .. id)
+        H.sleep(0.1)
+        assert(s.s:shutdown("send"))
+        local r = H.wait_for(function() return result(srv.addr, id) end, 5, "the handler's record")
+        s.s:close()
+        assert.is_false(r.before)
+        assert.is_true(r.closed)
+        assert.equal("nil", r.write)
+        assert.equal("closed", r.write_err)
+        live_back_to_one()
+      end)
+    else
+      it("client:closed() stays false on a half-closed unix connection, which gets its answer", function()
+        local id = "unix-half"
+        local s = open(srv.addr, "/sleep-then-closed?s=0.5&id=" .. id)
+        H.sleep(0.1)
+        assert(s.s:shutdown("send"))
+        collect({ s }, 5)
+        assert.equal(200, s.status)
+        assert.equal("late", s.body)
+        local r = result(srv.addr, id)
+        assert.is_false(r.closed)
+        assert.equal("client", r.write)
+      end)
+    end
+
+    it("while the handler sleeps: the handler's next write returns nil, 'closed'", function()
+      local id = transport .. "-write"
+      local s = open(srv.addr, "/sleep-then-write?s=1&id=" .. id)
+      H.sleep(0.2)
+      s.s:close()
+      local r = H.wait_for(function() return result(srv.addr, id) end, 5, "the handler's record")
+      assert.is_true(r.closed)
+      assert.equal("nil", r.flush)
+      assert.equal("closed", r.flush_err)
+      live_back_to_one()
+      assert.same({ "nil", "closed" }, { r.write, r.write_err })
+    end)
+  end)
+end
