@@ -1,11 +1,13 @@
 /* addr.c: parsing address strings, creating listening sockets, replacing stale unix sockets. */
 #include "addr.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +21,17 @@
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, int e) {
   char msg[256];
   snprintf(msg, sizeof msg, fmt, a);
-  if (e)
+  if (e == EACCES || e == EPERM) {
+    struct passwd *pw = getpwuid(geteuid());
+    snprintf(err, errlen,
+             "%s: %s (running as user %s, uid %ld: give that user write access to the "
+             "directory, or choose another --socket)",
+             msg, strerror(e), pw ? pw->pw_name : "?", (long)geteuid());
+  } else if (e) {
     snprintf(err, errlen, "%s: %s", msg, strerror(e));
-  else
+  } else {
     snprintf(err, errlen, "%s", msg);
+  }
   return -1;
 }
 
@@ -209,7 +218,10 @@ bad:
 }
 
 void listener_unlink(struct listener *l) {
-  if (l->path[0]) unlink(l->path);
+  if (l->path[0] && unlink(l->path) < 0 && errno != ENOENT)
+    slog_at(LOG_WARN, "cannot remove %s: %s (uid %ld cannot write its directory; a stale socket "
+                      "is replaced at the next start)",
+            l->path, strerror(errno), (long)geteuid());
   l->path[0] = '\0';
 }
 

@@ -1,5 +1,6 @@
 /* config.c: option table, defaults and value parsing shared by the program and the module. */
 #include "config.h"
+#include "shdict.h"
 
 #include <errno.h>
 #include <math.h>
@@ -8,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum kind { K_STRING, K_INT, K_SIZE, K_SECONDS, K_MODE, K_NUMBER, K_FLAG, K_LEVEL };
+enum kind { K_STRING, K_INT, K_SIZE, K_SECONDS, K_MODE, K_NUMBER, K_FLAG, K_LEVEL, K_SHARED };
 
 struct option_def {
   const char *name;
@@ -41,6 +42,7 @@ static const struct option_def options[] = {
     OPT("stats", K_STRING, stats, 0, 0),
     OPT("pid-file", K_STRING, pid_file, 0, 0),
     OPT("wsapi", K_FLAG, wsapi, 0, 1),
+    OPT("shared", K_SHARED, nshared, 0, 16),
 };
 
 const char config_help[] =
@@ -70,6 +72,8 @@ const char config_help[] =
     "                          (a unix path or a loopback HOST:PORT)\n"
     "  --pid-file PATH         written after binding, removed on exit\n"
     "  --wsapi                 APP.lua returns a WSAPI application, not a handler\n"
+    "  --shared NAME:SIZE      a dictionary shared by all workers, scgi.shared.NAME, of SIZE\n"
+    "                          bytes (K, M, G suffixes; at least 4K); repeatable\n"
     "  --status ADDR           print the figures of the server whose --stats is ADDR, and exit\n"
     "  --help, --version\n"
     "SIZE takes a K, M or G suffix (powers of 1024).\n";
@@ -142,6 +146,7 @@ static const char *expected(enum kind k) {
   case K_NUMBER: return "a number";
   case K_FLAG: return "true or false";
   case K_LEVEL: return "error, warn, info or debug";
+  case K_SHARED: return "NAME:SIZE, a name of letters, digits and _ and a size of at least 4K";
   case K_MODE: return "an octal mode such as 0660";
   default: return "a string";
   }
@@ -171,6 +176,23 @@ int config_set(struct scgi_config *cfg, const char *name, const char *value, cha
     if (!on && strcmp(value, "0") != 0 && strcmp(value, "false") != 0 && strcmp(value, "no") != 0)
       goto bad;
     *(int *)field = on;
+    return 0;
+  }
+  if (o->kind == K_SHARED) {
+    size_t size;
+    char dname[64];
+    if (shdict_parse(value, dname, sizeof dname, &size) < 0) goto bad;
+    for (int i = 0; i < cfg->nshared; i++)
+      if (strcmp(cfg->shared_name[i], dname) == 0) {
+        snprintf(err, errlen, "--shared %s: the dictionary %s is declared twice", value, dname);
+        return -1;
+      }
+    if (cfg->nshared == 16) {
+      snprintf(err, errlen, "--shared %s: at most 16 shared dictionaries", value);
+      return -1;
+    }
+    snprintf(cfg->shared_name[cfg->nshared], sizeof cfg->shared_name[0], "%s", dname);
+    cfg->shared_size[cfg->nshared++] = size;
     return 0;
   }
   if (o->kind == K_LEVEL) {

@@ -190,6 +190,7 @@ void conn_finish(struct conn *c) {
   c->state = CONN_FLUSH;
   c->wait = WAIT_NONE;
   if (c->peer_gone) {
+    if (c->bytes_out == 0) c->status = 499; /* nginx's "client closed request" */
     conn_close(c);
     return;
   }
@@ -198,13 +199,20 @@ void conn_finish(struct conn *c) {
 
 void conn_respond_error(struct conn *c, int status, const char *why) {
   const char *phrase = reason_phrase(status);
-  if (why) slog_at(status >= 500 ? LOG_ERROR : LOG_WARN, "#%llu %s %s: %d %s: %s", (unsigned long long)c->id, c->method,
-                c->uri ? c->uri : "-", status, phrase, why);
+  if (c->peer_gone) { /* nobody to answer: the web server went away */
+    c->status = c->status ? c->status : 499;
+    conn_close(c);
+    return;
+  }
+  if (why)
+    slog_at(status >= 500 ? LOG_ERROR : LOG_WARN, "#%llu %s %s: %d %s: %s",
+            (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
+            status, phrase, why);
   if (c->out == NULL) {
     c->out = malloc(OUT_CAP);
     c->out_cap = c->out ? OUT_CAP : 0;
   }
-  if (c->out == NULL || c->peer_gone) {
+  if (c->out == NULL) {
     conn_close(c);
     return;
   }

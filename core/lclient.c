@@ -109,6 +109,8 @@ static int client_write(lua_State *L) {
   int n = lua_gettop(L);
   for (int i = 2; i <= n; i++) luaL_checklstring(L, i, NULL);
   ensure_out(L, c);
+  if (lstate_slice_over(L, c))
+    return lstate_yield_slice(L, c, (lua_KContext)2 << CTX_SHIFT, write_k);
   return write_k(L, LUA_OK, (lua_KContext)2 << CTX_SHIFT);
 }
 
@@ -215,6 +217,7 @@ static int client_read(lua_State *L) {
   }
   lua_settop(L, 2);
   if (c->peer_gone && c->in_off == c->in_len) return push_closed(L, c);
+  if (lstate_slice_over(L, c)) return lstate_yield_slice(L, c, mode, read_k);
   return read_k(L, LUA_OK, mode);
 }
 

@@ -12,6 +12,16 @@ static void read_options(lua_State *L, int idx, struct scgi_config *cfg) {
   while (lua_next(L, idx) != 0) {
     if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "option names must be strings");
     const char *name = lua_tostring(L, -2);
+    if (strcmp(name, "shared") == 0 && lua_istable(L, -1)) { /* shared = { NAME = SIZE, ... } */
+      lua_pushnil(L);
+      while (lua_next(L, -2) != 0) {
+        const char *spec = lua_pushfstring(L, "%s:%s", lua_tostring(L, -2), lua_tostring(L, -1));
+        if (config_set(cfg, "shared", spec, err, sizeof err) < 0) luaL_error(L, "%s", err);
+        lua_pop(L, 2);
+      }
+      lua_pop(L, 1);
+      continue;
+    }
     const char *value = lua_type(L, -1) == LUA_TBOOLEAN ? (lua_toboolean(L, -1) ? "1" : "0")
                                                         : lua_tostring(L, -1);
     if (value == NULL) luaL_error(L, "option '%s' must be a string or a number", name);
@@ -108,6 +118,7 @@ static int l_now(lua_State *L) {
 int luaopen_scgi_core(lua_State *L) {
   static const luaL_Reg funcs[] = {{"serve", l_serve}, {"sleep", l_sleep}, {"worker", l_worker},
                                    {"now", l_now},     {"connect", lsocket_connect},
+                                   {"shared", lshared_get},
                                    {NULL, NULL}};
   luaL_newlib(L, funcs);
   lua_pushliteral(L, SCGI_VERSION);

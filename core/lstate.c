@@ -9,6 +9,7 @@
 #include "server.h"
 
 #define HOOK_COUNT 10000 /* VM instructions between two looks at the clock by the CPU guard */
+#define SLICE 0.02       /* seconds a request runs before its reads and writes let others in */
 
 /* Per thread, not global: each worker thread runs exactly one worker. */
 __thread struct worker *lstate_worker;
@@ -47,6 +48,7 @@ static void cpu_hook(lua_State *L, lua_Debug *ar) {
   if (c == NULL) return;
   if (!c->cpu_killed && !c->budget_killed) {
     double now = lstate_now();
+    if (now - w->resume_start >= SLICE) w->slice_over = 1; /* reads and writes now yield */
     if (now - c->start >= w->srv->cfg.request_timeout)
       c->budget_killed = 1; /* the budget runs out while Lua runs: no timer can fire now */
     else if (now - w->resume_start >= w->cpu_allowance)
@@ -72,6 +74,19 @@ struct conn *lstate_current(lua_State *L, const char *what) {
   if (w == NULL || w->current == NULL || w->current->co != L)
     luaL_error(L, "%s can only be called from a request handler's own coroutine", what);
   return w->current;
+}
+
+/* Whether the running request has had its time slice and should let others in at its next
+   read or write (set by the count hook, so even a request whose reads never wait is fair). */
+int lstate_slice_over(lua_State *L, struct conn *c) {
+  struct worker *w = c->w;
+  return w->slice_over && w->current == c && L == c->co && lua_isyieldable(L);
+}
+
+/* Parks the request until the next loop iteration, then continues in k. */
+int lstate_yield_slice(lua_State *L, struct conn *c, lua_KContext ctx, lua_KFunction k) {
+  conn_resume_later(c);
+  return lua_yieldk(L, 0, ctx, k);
 }
 
 /* Makes a state (ours or a caller's) ready to run requests on this worker. */
@@ -165,6 +180,23 @@ static void collect_files(struct worker *w, lua_State *L, const char *app) {
   server_set_files(w->srv, files, n + 1);
 }
 
+/* --wsapi: replaces the value at idx (a WSAPI app) by require("scgi.wsapi").wrap_app(value). */
+static int wrap_wsapi(lua_State *L, int idx, const char *app) {
+  lua_pushcfunction(L, msghandler);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "scgi.wsapi");
+  int rc = lua_pcall(L, 1, 1, -3);
+  if (rc != LUA_OK) return rc;
+  lua_getfield(L, -1, "wrap_app");
+  lua_pushvalue(L, idx);
+  lua_pushstring(L, app);
+  rc = lua_pcall(L, 2, 1, -5);
+  if (rc != LUA_OK) return rc;
+  lua_replace(L, idx);
+  lua_pop(L, 2);
+  return LUA_OK;
+}
+
 /* Builds a state, loads the app file in it and keeps the handler it returns. */
 struct app *lstate_new(struct worker *w, const char *app, char *err, size_t errlen) {
   struct app *a = calloc(1, sizeof *a);
@@ -187,6 +219,10 @@ struct app *lstate_new(struct worker *w, const char *app, char *err, size_t errl
   int base = lua_gettop(L);
   if (luaL_loadfile(L, app) != LUA_OK || lua_pcall(L, 0, LUA_MULTRET, base) != LUA_OK) {
     snprintf(err, errlen, "cannot load %s: %s", app, lua_tostring(L, -1));
+    goto fail;
+  }
+  if (w->srv->cfg.wsapi && lua_gettop(L) > base && wrap_wsapi(L, base + 1, app) != LUA_OK) {
+    snprintf(err, errlen, "%s is not a WSAPI application: %s", app, lua_tostring(L, -1));
     goto fail;
   }
   if (!lua_isfunction(L, base + 1)) {
@@ -321,6 +357,7 @@ void lstate_run(struct conn *c, int nargs) {
   int nres = 0;
   w->current = c;
   w->resume_start = lstate_now();
+  w->slice_over = 0;
   w->mem_limited = 1;
   int st = lua_resume(co, c->app->L, nargs, &nres);
   w->mem_limited = 0;
@@ -343,7 +380,7 @@ void lstate_run(struct conn *c, int nargs) {
   int wrote = c->bytes_out > 0 || c->out_len > 0;
   lstate_release(c);
   w->served++;
-  if (c->state == CONN_RUN && !wrote)
+  if (c->state == CONN_RUN && !wrote && !c->peer_gone)
     conn_respond_error(c, 500, "the handler returned without writing a response");
   else if (c->state == CONN_RUN)
     conn_finish(c);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "shdict.h"
 
 static struct server *server_of(void *field, size_t offset) {
   return (struct server *)((char *)field - offset);
@@ -241,6 +242,14 @@ int server_run(struct server *s, char *err, size_t errlen) {
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   pthread_mutex_init(&s->files_mu, NULL);
+  for (int i = 0; i < s->cfg.nshared; i++) {
+    s->dicts[i] = shdict_new(s->cfg.shared_name[i], s->cfg.shared_size[i]);
+    if (s->dicts[i] == NULL) {
+      snprintf(err, errlen, "out of memory for the shared dictionaries");
+      goto fail;
+    }
+    s->ndicts = i + 1;
+  }
   s->loop = ev_loop_new(EVFLAG_AUTO); /* not the default loop: it would reap handlers' children */
   if (s->loop == NULL) {
     snprintf(err, errlen, "cannot create the main event loop");
@@ -274,10 +283,14 @@ fail:
   }
   if (atomic_load(&s->listen_fd) < 0) s->lst.fd = -1; /* a worker closed it */
   listener_close(&s->lst);
-  if (s->cfg.pid_file && s->lst.name[0]) unlink(s->cfg.pid_file);
+  if (s->cfg.pid_file && s->lst.name[0] && unlink(s->cfg.pid_file) < 0 && errno != ENOENT)
+    slog_at(LOG_WARN, "cannot remove %s: %s (uid %ld cannot write its directory)",
+            s->cfg.pid_file, strerror(errno), (long)geteuid());
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->files_mu);
+  for (int i = 0; i < s->ndicts; i++) shdict_free(s->dicts[i]);
+  s->ndicts = 0;
   for (int i = 0; i < s->nfiles; i++) free(s->files[i]);
   free(s->files);
   free(s->mtimes);

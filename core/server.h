@@ -116,6 +116,7 @@ struct worker {
   unsigned live;           /* requests whose coroutine is alive */
   struct conn *current;    /* the request whose coroutine is running now */
   double resume_start;     /* when it was resumed (monotonic seconds) */
+  int slice_over;          /* the running request has had its time slice */
   double cpu_allowance;    /* what the CPU guard allows now: --cpu-limit, less while cleaning up */
   size_t mem_used, mem_limit;
   int mem_limited;         /* 1 while a request's coroutine runs: the limit applies */
@@ -151,6 +152,8 @@ struct server {
   char **files;            /* the app file and the modules it loaded, with their mtimes */
   double *mtimes;
   int nfiles;
+  struct shdict *dicts[16]; /* --shared */
+  int ndicts;
   lua_State *fn_L;         /* a caller's function handler: its state and registry ref */
   int fn_ref;
   const char *lua_path, *lua_cpath; /* package.path and cpath for worker states, or NULL */
@@ -190,6 +193,8 @@ extern __thread struct worker *lstate_worker; /* the worker running on this thre
 struct conn *lstate_current(lua_State *L, const char *what);
 void lstate_abort(struct conn *c);
 void lstate_prepare(struct worker *w, lua_State *L);
+int lstate_slice_over(lua_State *L, struct conn *c);
+int lstate_yield_slice(lua_State *L, struct conn *c, lua_KContext ctx, lua_KFunction k);
 double lstate_now(void);
 struct app *lstate_new(struct worker *w, const char *path, char *err, size_t errlen);
 struct app *lstate_wrap(struct worker *w, lua_State *L, int handler_ref);
@@ -210,6 +215,9 @@ void stats_stop(struct server *s);
 int stats_print(const char *addr);
 void stats_note_status(struct conn *c, const char *p, size_t n);
 void stats_request_done(struct conn *c);
+
+/* lshared.c */
+int lshared_get(lua_State *L);
 
 /* lsocket.c */
 int lsocket_connect(lua_State *L);

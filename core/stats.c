@@ -40,7 +40,7 @@ void stats_request_done(struct conn *c) {
   int b = 0;
   while (ms > stat_bucket_ms[b]) b++;
   stat_add(&w->st.requests, 1);
-  if (c->status >= 500 || c->status == 0) stat_add(&w->st.errors, 1);
+  if (c->status >= 500) stat_add(&w->st.errors, 1);
   stat_add(&w->st.bytes_in, c->bytes_in);
   stat_add(&w->st.bytes_out, c->bytes_out);
   stat_add(&w->st.latency[b], 1);

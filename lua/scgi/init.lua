@@ -37,6 +37,16 @@ response.install(core.client_methods)
 -- scgi.wsapi(app, options): a handler that runs a WSAPI app (scgi.wsapi).
 scgi.wsapi = wsapi.new
 
+-- scgi.shared.NAME: the dictionary declared with --shared NAME:SIZE (or the `shared` option),
+-- shared by every worker: get, set, add, replace, incr, delete, keys, usage, flush_all.
+scgi.shared = setmetatable({}, {
+  __index = function(t, name)
+    local dict = core.shared(name)
+    if dict then rawset(t, name, dict) end
+    return dict
+  end,
+})
+
 -- Serves requests until SIGTERM or SIGINT. handler: a function (runs in this Lua state, one
 -- worker) or the path of an app file that returns one (runs in a pool of worker states).
 -- options: the program's options as snake_case keys, e.g. { socket = "/tmp/app.sock" }.

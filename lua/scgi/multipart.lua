@@ -196,6 +196,7 @@ function Reader:part_headers()
     if ok == nil then return self:fail(err) end
     if not ok then return self:fail("truncated body: it ends in a part's headers") end
   end
+  if s - 1 > self.max_header_size then return self:fail("part headers too large") end
   local headers, err = parse_part_headers(sub(self.buf, 1, s - 1))
   if not headers then return self:fail(err) end
   self.buf = sub(self.buf, e + 1)
@@ -285,14 +286,14 @@ end
 -- nil and a message when the Content-Type is not multipart/form-data with a boundary.
 -- options: chunk_size (bytes per client:read, default 64 KiB), max_header_size (16 KiB).
 function M.reader(headers, client, options)
-  check_args("reader", headers, client, options, 3)
+  check_args("multipart_reader", headers, client, options, 3)
   options = options or {}
   local boundary, err = boundary_of(headers.CONTENT_TYPE)
   if not boundary then return nil, err end
   local delim = "\r\n--" .. boundary
   local chunk_size = options.chunk_size or DEFAULT_CHUNK
   if type(chunk_size) ~= "number" or chunk_size < 1 then
-    argerror(3, "reader", "chunk_size must be a positive number")
+    argerror(3, "multipart_reader", "chunk_size must be a positive number")
   end
   return setmetatable({
     client = client, delim = delim, buf = "\r\n", state = "start", eof = false,

@@ -28,7 +28,7 @@ local function escape_byte(c) return format("%%%02X", byte(c)) end
 -- are. url_decode(url_encode(s)) == s.
 function M.url_decode(s, plus)
   check_string(s, 1, "url_decode")
-  if plus then s = gsub(s, "+", " ") end
+  if plus then s = gsub(s, "%+", " ") end
   return (gsub(s, "%%(%x%x)", hex_byte))
 end
 
