@@ -74,7 +74,7 @@ test-c: $(O)/test_parse
 	$(O)/test_parse
 
 asan:
-	$(MAKE) O=build-asan SANITIZE=address,undefined CFLAGS='-O1 -g'
+	$(MAKE) O=build-asan SANITIZE=address,undefined CFLAGS='-O1 -g' all build-asan/test_parse
 
 run:
 	@sh examples/run.sh

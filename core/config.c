@@ -42,6 +42,7 @@ static const struct option_def options[] = {
     OPT("stats", K_STRING, stats, 0, 0),
     OPT("pid-file", K_STRING, pid_file, 0, 0),
     OPT("wsapi", K_FLAG, wsapi, 0, 1),
+    OPT("gc", K_STRING, gc, 0, 0),
     OPT("shared", K_SHARED, nshared, 0, 16),
 };
 
@@ -72,6 +73,8 @@ const char config_help[] =
     "                          (a unix path or a loopback HOST:PORT)\n"
     "  --pid-file PATH         written after binding, removed on exit\n"
     "  --wsapi                 APP.lua returns a WSAPI application, not a handler\n"
+    "  --gc MODE               generational or incremental: the Lua GC of the worker states\n"
+    "                          (default: generational)\n"
     "  --shared NAME:SIZE      a dictionary shared by all workers, scgi.shared.NAME, of SIZE\n"
     "                          bytes (K, M, G suffixes; at least 4K); repeatable\n"
     "  --status ADDR           print the figures of the server whose --stats is ADDR, and exit\n"
@@ -163,6 +166,12 @@ int config_set(struct scgi_config *cfg, const char *name, const char *value, cha
   char *field = (char *)cfg + o->offset;
   if (o->kind == K_STRING) {
     if (*value == '\0') goto bad;
+    if (o->offset == offsetof(struct scgi_config, gc) && strcmp(value, "generational") != 0 &&
+        strcmp(value, "incremental") != 0) {
+      snprintf(err, errlen, "invalid value for --gc: '%s' (expected generational or incremental)",
+               value);
+      return -1;
+    }
     if (o->offset == offsetof(struct scgi_config, accept) && strcmp(value, "exclusive") != 0 &&
         strcmp(value, "shared") != 0) {
       snprintf(err, errlen, "invalid value for --accept: '%s' (expected exclusive or shared)", value);

@@ -28,6 +28,7 @@ struct scgi_config {
   const char *stats;      /* address of the stats endpoint, or NULL */
   const char *pid_file;
   int wsapi;              /* the app file returns a WSAPI application */
+  const char *gc;         /* "generational" (default) or "incremental": the worker states' GC */
   int nshared;            /* --shared NAME:SIZE, repeatable */
   char shared_name[16][64];
   size_t shared_size[16];

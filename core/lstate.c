@@ -234,7 +234,10 @@ struct app *lstate_new(struct worker *w, const char *app, char *err, size_t errl
   if (w->id == 0 && w->srv->cfg.reload_on_change) collect_files(w, L, app);
   a->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
-  lua_gc(L, LUA_GCGEN, 0, 0);
+  if (w->srv->cfg.gc && strcmp(w->srv->cfg.gc, "incremental") == 0)
+    lua_gc(L, LUA_GCINC, 0, 0, 0);
+  else
+    lua_gc(L, LUA_GCGEN, 0, 0);
   a->L = L;
   a->refs = 1;
   a->owned = 1;

@@ -260,6 +260,13 @@ int stats_start(struct server *s, char *err, size_t errlen) {
   s->stats_lst.fd = -1;
   if (s->cfg.stats == NULL) return 0;
   if (listener_open(&s->stats_lst, s->cfg.stats, 0600, err, errlen) < 0) return -1;
+  const char *n = s->stats_lst.name;
+  if (!s->stats_lst.is_unix && strncmp(n, "127.", 4) != 0 && strncmp(n, "[::1]", 5) != 0) {
+    snprintf(err, errlen, "--stats %s: the endpoint has no authentication; give it a unix path "
+             "or a loopback address (127.0.0.1:PORT, [::1]:PORT)", s->cfg.stats);
+    listener_close(&s->stats_lst);
+    return -1;
+  }
   ev_io_init(&s->stats_w, on_stats_accept, s->stats_lst.fd, EV_READ);
   ev_io_start(s->loop, &s->stats_w);
   return 0;

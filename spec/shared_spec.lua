@@ -91,3 +91,24 @@ describe("--shared", function()
     end
   end)
 end)
+
+describe("examples/counter.lua through nginx", function()
+  teardown(H.cleanup)
+
+  it("counts GETs and POSTs from every worker in one shared counter", function()
+    local srv = H.start(H.root .. "/examples/counter.lua", { workers = 2, args = { "--shared counters:1M" } })
+    local ngx = H.nginx(srv.addr)
+    for i = 1, 10 do
+      local status, headers, body = H.http(ngx.port, "GET", "/")
+      assert.equal(200, status)
+      assert.equal("application/json", headers["content-type"])
+      assert.equal(('{"hits":%d}\n'):format(i), body)
+    end
+    local status, _, body = H.http(ngx.port, "POST", "/add?n=5", "")
+    assert.equal(200, status)
+    assert.equal('{"hits":15}\n', body)
+    assert.equal(400, (H.http(ngx.port, "POST", "/add?n=x", "")))
+    assert.equal('{"hits":0}\n', select(3, H.http(ngx.port, "DELETE", "/")))
+    assert.equal(0, srv.stop())
+  end)
+end)
