@@ -12,6 +12,7 @@
 
 #define IN_START 4096
 #define OUT_CAP (64 * 1024)
+#define CONN_POOL 256 /* idle conns a worker keeps, with their buffers */
 
 static const char *reason_phrase(int status) {
   switch (status) {
@@ -35,11 +36,52 @@ static void conn_free(struct conn *c) {
   if (c->next) c->next->prev = c->prev;
   w->nconns--;
   stat_set(&w->st.active, w->nconns);
-  free(c->in);
-  free(c->out);
   free(c->uri);
-  free(c);
+  if (w->nfree < CONN_POOL && c->in_cap == IN_START && (c->out == NULL || c->out_cap == OUT_CAP)) {
+    c->next = w->free_conns; /* keep the struct and its buffers for the next connection */
+    w->free_conns = c;
+    w->nfree++;
+  } else {
+    free(c->in);
+    free(c->out);
+    free(c);
+  }
   worker_conn_done(w);
+}
+
+/* A conn from the worker's pool (buffers kept), or a new one. */
+static struct conn *conn_alloc(struct worker *w) {
+  struct conn *c = w->free_conns;
+  if (c) {
+    char *in = c->in, *out = c->out;
+    w->free_conns = c->next;
+    w->nfree--;
+    memset(c, 0, sizeof *c);
+    c->in = in;
+    c->out = out;
+    c->out_cap = out ? OUT_CAP : 0;
+  } else {
+    c = calloc(1, sizeof *c);
+    if (c) c->in = malloc(IN_START);
+    if (c && c->in == NULL) {
+      free(c);
+      c = NULL;
+    }
+  }
+  if (c) c->in_cap = IN_START;
+  return c;
+}
+
+/* Frees the pool (the worker is going away). */
+void conn_pool_free(struct worker *w) {
+  while (w->free_conns) {
+    struct conn *c = w->free_conns;
+    w->free_conns = c->next;
+    free(c->in);
+    free(c->out);
+    free(c);
+  }
+  w->nfree = 0;
 }
 
 /* Stops watching, closes the descriptor; frees the conn unless a coroutine still holds it. */
@@ -423,16 +465,13 @@ void conn_resume(struct conn *c) {
 }
 
 void conn_start(struct worker *w, int fd) {
-  struct conn *c = calloc(1, sizeof *c);
-  if (c) c->in = malloc(IN_START);
-  if (c == NULL || c->in == NULL) {
-    free(c);
+  struct conn *c = conn_alloc(w);
+  if (c == NULL) {
     close(fd);
     return;
   }
   c->w = w;
   c->fd = fd;
-  c->in_cap = IN_START;
   c->id = atomic_fetch_add(&w->srv->next_id, 1);
   c->start = lstate_now();
   c->co_ref = c->client_ref = LUA_NOREF;

@@ -133,6 +133,8 @@ static void set_paths(lua_State *L, struct server *s, const char *app) {
 
 void lstate_unref(struct app *a) {
   if (a == NULL || --a->refs > 0) return;
+  for (int i = 0; !a->owned && i < a->nidle; i++) /* a caller's state lives on */
+    luaL_unref(a->L, LUA_REGISTRYINDEX, a->idle_ref[i]);
   if (a->owned) lua_close(a->L);
   free(a);
 }
@@ -254,7 +256,13 @@ void lstate_release(struct conn *c) {
   if (c->client) lclient_detach(c->client);
   c->client = NULL;
   luaL_unref(a->L, LUA_REGISTRYINDEX, c->client_ref);
-  luaL_unref(a->L, LUA_REGISTRYINDEX, c->co_ref);
+  if (c->co_done && a->nidle < CO_POOL && lua_gettop(c->co) == 0) {
+    a->idle[a->nidle] = c->co; /* a finished coroutine runs the next request */
+    a->idle_ref[a->nidle++] = c->co_ref;
+  } else {
+    luaL_unref(a->L, LUA_REGISTRYINDEX, c->co_ref);
+  }
+  c->co_done = 0;
   c->client_ref = c->co_ref = LUA_NOREF;
   c->co = NULL;
   c->app = NULL;
@@ -267,8 +275,14 @@ int lstate_start(struct conn *c, const struct scgi_header *h, size_t n) {
   struct app *a = w->app;
   lua_State *L = a->L;
   if (!lua_checkstack(L, 2)) return -1;
-  lua_State *co = lua_newthread(L);
-  c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_State *co;
+  if (a->nidle > 0) {
+    co = a->idle[--a->nidle];
+    c->co_ref = a->idle_ref[a->nidle];
+  } else {
+    co = lua_newthread(L);
+    c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   c->co = co;
   c->app = a;
   a->refs++;
@@ -381,6 +395,7 @@ void lstate_run(struct conn *c, int nargs) {
   }
   lua_pop(co, nres);
   int wrote = c->bytes_out > 0 || c->out_len > 0;
+  c->co_done = 1;
   lstate_release(c);
   w->served++;
   if (c->state == CONN_RUN && !wrote && !c->peer_gone)

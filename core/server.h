@@ -41,11 +41,16 @@ static inline void stat_set(_Atomic uint64_t *v, uint64_t n) {
 
 /* A loaded app: a Lua state and its handler. Requests hold a reference, so after a reload the
    old state lives until its last request ends. */
+#define CO_POOL 64 /* finished coroutines an app keeps for the next requests */
+
 struct app {
   lua_State *L;
   int handler_ref;
   unsigned refs;
   int owned; /* lua_close it at the last reference (not a caller's state) */
+  int nidle;
+  lua_State *idle[CO_POOL]; /* coroutines that returned normally, ready for reuse */
+  int idle_ref[CO_POOL];
 };
 
 enum conn_state {
@@ -86,6 +91,7 @@ struct conn {
   unsigned peer_gone : 1;  /* the peer closed or reset: reads and writes answer "closed" */
   unsigned timed_out : 1;
   unsigned cpu_killed : 1; /* stopped by the CPU guard */
+  unsigned co_done : 1;    /* the coroutine returned normally: it may be reused */
   unsigned budget_killed : 1; /* stopped by --request-timeout while running */
   void (*cancel)(void *);  /* WAIT_OTHER: stops the watcher the coroutine is parked on */
   void *cancel_arg;
@@ -106,6 +112,8 @@ struct worker {
   atomic_int reload;       /* 1: build a new state from the app file */
   struct conn *conns;
   unsigned nconns;
+  struct conn *free_conns; /* a pool of idle conns with their buffers */
+  unsigned nfree;
   atomic_int stop;         /* 1: stop accepting and finish; 2: abandon now */
   int accepting;
   int emfile_logged;
@@ -181,6 +189,7 @@ int conn_fill(struct conn *c, size_t want);
 int conn_flush(struct conn *c);
 void conn_respond_error(struct conn *c, int status, const char *why);
 void conn_free_all(struct worker *w);
+void conn_pool_free(struct worker *w);
 void conn_finish(struct conn *c);
 void conn_close(struct conn *c);
 void conn_sleep(struct conn *c, double seconds);

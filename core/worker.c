@@ -177,6 +177,7 @@ void *worker_main(void *arg) {
          (unsigned long long)w->served, (unsigned long long)w->errors,
          (unsigned long long)w->spurious);
   conn_free_all(w);
+  conn_pool_free(w);
   lstate_unref(w->app);
   w->app = NULL;
   if (w->ep_fd >= 0) close(w->ep_fd);
