@@ -99,7 +99,7 @@ local started = {}
 function H.start(app, opts)
   opts = opts or {}
   local dir = opts.dir or H.tmpdir()
-  local args = { q(H.program), q(app:find("/") and app or (H.apps .. "/" .. app)) }
+  local args = { q(opts.program or H.program), q(app:find("/") and app or (H.apps .. "/" .. app)) }
   local sock = opts.socket
   if sock == nil then sock = dir .. "/scgi.sock" end
   if sock then args[#args + 1] = "--socket " .. q(sock) end
