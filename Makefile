@@ -95,5 +95,8 @@ uninstall:
 format:
 	clang-format -i core/*.c core/*.h bench/*.c fuzz/*.c
 
+format-check:
+	clang-format --dry-run --Werror core/*.c core/*.h bench/*.c fuzz/*.c
+
 clean:
 	rm -rf build build-asan build-dev scgi-lua

@@ -74,10 +74,10 @@ static int open_unix(struct listener *l, const char *path, int mode, char *err, 
     if (!S_ISSOCK(st.st_mode))
       return fail(err, errlen, "%s exists and is not a socket; not replacing it", path, 0);
     int live = unix_is_live(&sa);
-    if (live == 1)
-      return fail(err, errlen, "address in use: a server is answering on %s", path, 0);
+    if (live == 1) return fail(err, errlen, "address in use: a server is answering on %s", path, 0);
     if (live < 0) return fail(err, errlen, "cannot check the existing socket %s", path, errno);
-    if (unlink(path) < 0) return fail(err, errlen, "cannot remove the stale socket %s", path, errno);
+    if (unlink(path) < 0)
+      return fail(err, errlen, "cannot remove the stale socket %s", path, errno);
   }
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return fail(err, errlen, "socket for %s", path, errno);
@@ -133,8 +133,8 @@ static void name_of(int fd, char *out, size_t len) {
 
 static int open_tcp(struct listener *l, const char *host, const char *port, char *err,
                     size_t errlen) {
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+  struct addrinfo hints = {
+      .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
   struct addrinfo *res = NULL;
   char what[300];
   int fd = -1, one = 1;
@@ -212,15 +212,17 @@ int listener_open(struct listener *l, const char *addr, int mode, char *err, siz
   snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
   return open_tcp(l, host, colon + 1, err, errlen);
 bad:
-  return fail(err, errlen,
-              "cannot parse address '%s' (expected /path, unix:/path, HOST:PORT, [V6]:PORT or fd:N)",
-              addr, 0);
+  return fail(
+      err, errlen,
+      "cannot parse address '%s' (expected /path, unix:/path, HOST:PORT, [V6]:PORT or fd:N)", addr,
+      0);
 }
 
 void listener_unlink(struct listener *l) {
   if (l->path[0] && unlink(l->path) < 0 && errno != ENOENT)
-    slog_at(LOG_WARN, "cannot remove %s: %s (uid %ld cannot write its directory; a stale socket "
-                      "is replaced at the next start)",
+    slog_at(LOG_WARN,
+            "cannot remove %s: %s (uid %ld cannot write its directory; a stale socket "
+            "is replaced at the next start)",
             l->path, strerror(errno), (long)geteuid());
   l->path[0] = '\0';
 }

@@ -7,8 +7,8 @@
 struct listener {
   int fd;
   int is_unix;
-  char path[108];  /* the unix socket path we created, removed on exit; "" otherwise */
-  char name[200];  /* the real address, for the log line: unix:/path, 127.0.0.1:4000, [::1]:4000 */
+  char path[108]; /* the unix socket path we created, removed on exit; "" otherwise */
+  char name[200]; /* the real address, for the log line: unix:/path, 127.0.0.1:4000, [::1]:4000 */
 };
 
 /* Opens a listening socket for ADDR (/path, unix:/path, HOST:PORT, [V6]:PORT, fd:N) with

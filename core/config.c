@@ -18,7 +18,8 @@ struct option_def {
   double min, max;
 };
 
-#define OPT(n, k, field, lo, hi) {n, k, offsetof(struct scgi_config, field), lo, hi}
+#define OPT(n, k, field, lo, hi)                                                                   \
+  { n, k, offsetof(struct scgi_config, field), lo, hi }
 static const struct option_def options[] = {
     OPT("socket", K_STRING, socket, 0, 0),
     OPT("socket-mode", K_MODE, socket_mode, 0, 07777),
@@ -100,7 +101,8 @@ static const struct option_def *find(const char *name) {
   char canon[64];
   size_t n = strlen(name);
   if (n >= sizeof canon) return NULL;
-  for (size_t i = 0; i <= n; i++) canon[i] = name[i] == '_' ? '-' : name[i];
+  for (size_t i = 0; i <= n; i++)
+    canon[i] = name[i] == '_' ? '-' : name[i];
   for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
     if (strcmp(options[i].name, canon) == 0) return &options[i];
   return NULL;
@@ -174,7 +176,8 @@ int config_set(struct scgi_config *cfg, const char *name, const char *value, cha
     }
     if (o->offset == offsetof(struct scgi_config, accept) && strcmp(value, "exclusive") != 0 &&
         strcmp(value, "shared") != 0) {
-      snprintf(err, errlen, "invalid value for --accept: '%s' (expected exclusive or shared)", value);
+      snprintf(err, errlen, "invalid value for --accept: '%s' (expected exclusive or shared)",
+               value);
       return -1;
     }
     *(const char **)field = value;

@@ -318,7 +318,7 @@ static void conn_read_head(struct conn *c) {
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
       if (c->in_len > 0)
         slog_at(LOG_WARN, "#%llu connection closed before the header block was complete",
-             (unsigned long long)c->id);
+                (unsigned long long)c->id);
       conn_close(c);
       return;
     }
@@ -332,8 +332,8 @@ static void conn_read_head(struct conn *c) {
     size_t nh = SCGI_MAX_HEADERS;
     uint64_t cl = 0;
     const char *why = NULL;
-    int r = scgi_parse_request(c->in, c->in_len, w->srv->cfg.max_header_size, w->hdrs, &nh, &cl,
-                               &why);
+    int r =
+        scgi_parse_request(c->in, c->in_len, w->srv->cfg.max_header_size, w->hdrs, &nh, &cl, &why);
     if (r == SCGI_PARSE_INCOMPLETE) continue;
     conn_unwatch(c);
     if (r > 0) {
@@ -373,11 +373,12 @@ void conn_on_timer(struct ev_loop *loop, ev_timer *t, int revents) {
   (void)loop;
   (void)revents;
   if (c->state != CONN_LINGER)
-    slog_at(LOG_WARN, "#%llu %s %s: no progress for %g s while %s; closing", (unsigned long long)c->id,
-         c->method[0] ? c->method : "-", c->uri ? c->uri : "-", c->w->srv->cfg.timeout,
-         c->state == CONN_HEAD  ? "reading the header block"
-         : c->state == CONN_RUN ? (c->wait == WAIT_READ ? "reading the body" : "writing")
-                                : "writing the response");
+    slog_at(LOG_WARN, "#%llu %s %s: no progress for %g s while %s; closing",
+            (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
+            c->w->srv->cfg.timeout,
+            c->state == CONN_HEAD  ? "reading the header block"
+            : c->state == CONN_RUN ? (c->wait == WAIT_READ ? "reading the body" : "writing")
+                                   : "writing the response");
   if (c->state == CONN_RUN && c->wait != WAIT_NONE) {
     conn_unwatch(c);
     c->wait = WAIT_NONE;
@@ -404,8 +405,8 @@ static void conn_on_budget(struct ev_loop *loop, ev_timer *t, int revents) {
   (void)loop;
   (void)revents;
   slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent%s", (unsigned long long)c->id,
-       c->method[0] ? c->method : "-", c->uri ? c->uri : "-", c->w->srv->cfg.request_timeout,
-       c->co ? "; the handler is stopped" : "");
+          c->method[0] ? c->method : "-", c->uri ? c->uri : "-", c->w->srv->cfg.request_timeout,
+          c->co ? "; the handler is stopped" : "");
   if (c->co) {
     conn_cancel_wait(c);
     lstate_abort(c);

@@ -37,7 +37,8 @@ static int push_closed(lua_State *L, struct conn *c) {
 /* Parks the request's coroutine until the socket is ready, then continues in k. */
 static int park(lua_State *L, struct conn *c, enum conn_wait wait, lua_KContext ctx,
                 lua_KFunction k) {
-  if (L != c->co) return luaL_error(L, "cannot wait for the client outside its request's coroutine");
+  if (L != c->co)
+    return luaL_error(L, "cannot wait for the client outside its request's coroutine");
   if (!lua_isyieldable(L)) return luaL_error(L, "cannot wait for the client across a C call here");
   conn_park(c, wait);
   return lua_yieldk(L, 0, ctx, k);
@@ -107,7 +108,8 @@ static int write_k(lua_State *L, int status, lua_KContext ctx) {
 static int client_write(lua_State *L) {
   struct conn *c = check_conn(L);
   int n = lua_gettop(L);
-  for (int i = 2; i <= n; i++) luaL_checklstring(L, i, NULL);
+  for (int i = 2; i <= n; i++)
+    luaL_checklstring(L, i, NULL);
   ensure_out(L, c);
   if (lstate_slice_over(L, c))
     return lstate_yield_slice(L, c, (lua_KContext)2 << CTX_SHIFT, write_k);
@@ -270,7 +272,10 @@ static const luaL_Reg methods[] = {
 };
 
 static const luaL_Reg metamethods[] = {
-    {"__gc", client_gc}, {"__close", client_gc}, {"__tostring", client_tostring}, {NULL, NULL},
+    {"__gc", client_gc},
+    {"__close", client_gc},
+    {"__tostring", client_tostring},
+    {NULL, NULL},
 };
 
 /* Creates the client metatable in L's registry unless it is there already. */

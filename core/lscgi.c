@@ -22,8 +22,8 @@ static void read_options(lua_State *L, int idx, struct scgi_config *cfg) {
       lua_pop(L, 1);
       continue;
     }
-    const char *value = lua_type(L, -1) == LUA_TBOOLEAN ? (lua_toboolean(L, -1) ? "1" : "0")
-                                                        : lua_tostring(L, -1);
+    const char *value =
+        lua_type(L, -1) == LUA_TBOOLEAN ? (lua_toboolean(L, -1) ? "1" : "0") : lua_tostring(L, -1);
     if (value == NULL) luaL_error(L, "option '%s' must be a string or a number", name);
     if (!config_known(name)) luaL_error(L, "unknown option '%s'", name);
     if (config_set(cfg, name, value, err, sizeof err) < 0) luaL_error(L, "%s", err);
@@ -116,10 +116,9 @@ static int l_now(lua_State *L) {
 }
 
 int luaopen_scgi_core(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"serve", l_serve}, {"sleep", l_sleep}, {"worker", l_worker},
-                                   {"now", l_now},     {"connect", lsocket_connect},
-                                   {"shared", lshared_get},
-                                   {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"serve", l_serve},           {"sleep", l_sleep},      {"worker", l_worker}, {"now", l_now},
+      {"connect", lsocket_connect}, {"shared", lshared_get}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   lua_pushliteral(L, SCGI_VERSION);
   lua_setfield(L, -2, "version");

@@ -51,8 +51,7 @@ static void check_value(lua_State *L, int idx, struct shvalue *v, int nil_ok) {
   case LUA_TNONE:
     if (nil_ok) break;
     /* fall through */
-  default:
-    luaL_typeerror(L, idx, "string, number or boolean");
+  default: luaL_typeerror(L, idx, "string, number or boolean");
   }
 }
 
@@ -218,11 +217,16 @@ static int sh_tostring(lua_State *L) {
 
 /* core.shared(name): the dictionary declared with --shared NAME:SIZE, or nil. */
 int lshared_get(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"get", sh_get},         {"set", sh_set},     {"add", sh_add},
-      {"replace", sh_replace}, {"incr", sh_incr},   {"delete", sh_delete},
-      {"keys", sh_keys},       {"usage", sh_usage}, {"flush_all", sh_flush_all},
-      {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"get", sh_get},
+                                     {"set", sh_set},
+                                     {"add", sh_add},
+                                     {"replace", sh_replace},
+                                     {"incr", sh_incr},
+                                     {"delete", sh_delete},
+                                     {"keys", sh_keys},
+                                     {"usage", sh_usage},
+                                     {"flush_all", sh_flush_all},
+                                     {NULL, NULL}};
   const char *name = luaL_checkstring(L, 1);
   struct worker *w = lstate_worker;
   struct shdict *d = NULL;

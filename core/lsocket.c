@@ -67,8 +67,7 @@ static void on_sock_timer(struct ev_loop *loop, ev_timer *t, int revents) {
 }
 
 /* Parks the running request until the socket is ready for events or its timeout runs out. */
-static int sock_park(lua_State *L, struct lsock *s, int events, lua_KContext ctx,
-                     lua_KFunction k) {
+static int sock_park(lua_State *L, struct lsock *s, int events, lua_KContext ctx, lua_KFunction k) {
   struct conn *c = lstate_current(L, "a cooperative socket");
   if (s->waiter != NULL && s->waiter != c)
     return luaL_error(L, "the socket is in use by another request");
@@ -95,8 +94,9 @@ static int push_fail(lua_State *L, const char *msg) {
 }
 
 static const char *io_error(int e) {
-  return e == EPIPE || e == ECONNRESET || e == 0 ? "closed" : e == ECONNREFUSED ? "connection refused"
-                                                                               : strerror(e);
+  return e == EPIPE || e == ECONNRESET || e == 0 ? "closed"
+         : e == ECONNREFUSED                     ? "connection refused"
+                                                 : strerror(e);
 }
 
 /* ---- connect ---- */
@@ -282,7 +282,8 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
         break;
       }
     } else if (mode == 'n') {
-      size_t want = (size_t)lua_tointeger(L, 2), plen = luaL_len(L, 3) > 0 ? (size_t)luaL_len(L, 3) : 0;
+      size_t want = (size_t)lua_tointeger(L, 2),
+             plen = luaL_len(L, 3) > 0 ? (size_t)luaL_len(L, 3) : 0;
       want = want > plen ? want - plen : 0; /* as LuaSocket: the prefix counts towards n */
       if (avail >= want) {
         lua_pushlstring(L, p, want);
@@ -415,9 +416,9 @@ static int sock_gc(lua_State *L) {
 
 static void lsocket_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"send", sock_send},       {"receive", sock_receive},     {"settimeout", sock_settimeout},
-      {"close", sock_close},     {"setoption", sock_setoption}, {"getfd", sock_getfd},
-      {"dirty", sock_dirty},     {"shutdown", sock_shutdown},   {NULL, NULL},
+      {"send", sock_send},   {"receive", sock_receive},     {"settimeout", sock_settimeout},
+      {"close", sock_close}, {"setoption", sock_setoption}, {"getfd", sock_getfd},
+      {"dirty", sock_dirty}, {"shutdown", sock_shutdown},   {NULL, NULL},
   };
   static const luaL_Reg meta[] = {
       {"__gc", sock_gc}, {"__close", sock_gc}, {"__tostring", sock_tostring}, {NULL, NULL}};

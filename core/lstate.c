@@ -152,15 +152,14 @@ struct app *lstate_wrap(struct worker *w, lua_State *L, int handler_ref) {
 
 /* Tells the server which files the app came from, for --reload-on-change. */
 static void collect_files(struct worker *w, lua_State *L, const char *app) {
-  static const char finder[] =
-      "local files = {}\n"
-      "for name in pairs(package.loaded) do\n"
-      "  if type(name) == 'string' then\n"
-      "    local f = package.searchpath(name, package.path)\n"
-      "    if f then files[#files + 1] = f end\n"
-      "  end\n"
-      "end\n"
-      "return files\n";
+  static const char finder[] = "local files = {}\n"
+                               "for name in pairs(package.loaded) do\n"
+                               "  if type(name) == 'string' then\n"
+                               "    local f = package.searchpath(name, package.path)\n"
+                               "    if f then files[#files + 1] = f end\n"
+                               "  end\n"
+                               "end\n"
+                               "return files\n";
   if (luaL_loadbuffer(L, finder, sizeof finder - 1, "=files") != LUA_OK ||
       lua_pcall(L, 0, 1, 0) != LUA_OK) {
     lua_pop(L, 1);
@@ -347,12 +346,13 @@ static void request_failed(struct conn *c, int status) {
             (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
             w->srv->cfg.request_timeout, lua_tostring(L, -1));
   else if (status == LUA_ERRMEM && w->mem_limit)
-    slog_at(LOG_ERROR, "#%llu %s %s: handler error: not enough memory (limit %.1f MiB, in use %.1f MiB)",
-         (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
-         (double)w->mem_limit / 1048576.0, (double)w->mem_used / 1048576.0);
+    slog_at(LOG_ERROR,
+            "#%llu %s %s: handler error: not enough memory (limit %.1f MiB, in use %.1f MiB)",
+            (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
+            (double)w->mem_limit / 1048576.0, (double)w->mem_used / 1048576.0);
   else
     slog_at(LOG_ERROR, "#%llu %s %s: handler error: %s", (unsigned long long)c->id,
-         c->method[0] ? c->method : "-", c->uri ? c->uri : "-", lua_tostring(L, -1));
+            c->method[0] ? c->method : "-", c->uri ? c->uri : "-", lua_tostring(L, -1));
   lua_pop(L, 1);
   w->errors++;
   int budget = c->budget_killed;

@@ -77,8 +77,7 @@ int priv_drop(const struct scgi_config *cfg, char *err, size_t errlen) {
     snprintf(err, errlen,
              "cannot switch to user %s and group %s: scgi-lua runs as uid %ld, not root (start it "
              "as root, or leave out --user and --group)",
-             cfg->user ? cfg->user : "(same)", cfg->group ? cfg->group : "(same)",
-             (long)geteuid());
+             cfg->user ? cfg->user : "(same)", cfg->group ? cfg->group : "(same)", (long)geteuid());
     return -1;
   }
   if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {

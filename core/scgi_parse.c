@@ -22,7 +22,8 @@ static int parse_length(const char *buf, size_t len, size_t max, size_t *block,
     if (!is_digit(buf[i])) FAIL(SCGI_PARSE_INVALID, "netstring length is not a decimal number");
     if (i == 1 && buf[0] == '0') FAIL(SCGI_PARSE_INVALID, "netstring length has a leading zero");
     size_t d = (size_t)(buf[i] - '0');
-    if (d > max || n > (max - d) / 10) FAIL(SCGI_PARSE_TOO_LARGE, "header block is larger than the limit");
+    if (d > max || n > (max - d) / 10)
+      FAIL(SCGI_PARSE_TOO_LARGE, "header block is larger than the limit");
     n = n * 10 + d;
   }
   if (i == len) return SCGI_PARSE_INCOMPLETE;
@@ -52,8 +53,8 @@ static int name_is(const struct scgi_header *h, const char *lit, size_t n) {
 }
 
 int scgi_parse_request(const char *buf, size_t len, size_t max_header_size,
-                       struct scgi_header *headers, size_t *num_headers,
-                       uint64_t *content_length, const char **reason) {
+                       struct scgi_header *headers, size_t *num_headers, uint64_t *content_length,
+                       const char **reason) {
   size_t block = 0, cap = *num_headers, count = 0;
   int have_scgi = 0;
   int prefix = parse_length(buf, len, max_header_size, &block, reason);

@@ -24,7 +24,7 @@ enum {
    *num_headers holds the capacity of headers on entry and the count on return;
    on error *reason names the fault in a short static phrase. */
 int scgi_parse_request(const char *buf, size_t len, size_t max_header_size,
-                       struct scgi_header *headers, size_t *num_headers,
-                       uint64_t *content_length, const char **reason);
+                       struct scgi_header *headers, size_t *num_headers, uint64_t *content_length,
+                       const char **reason);
 
 #endif

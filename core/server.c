@@ -1,10 +1,10 @@
 /* server.c: the main thread: start the workers, open the listener, own the signals, stop. */
 #include <errno.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "server.h"
@@ -25,7 +25,8 @@ static void on_grace(struct ev_loop *loop, ev_timer *t, int revents) {
   struct server *s = server_of(t, offsetof(struct server, grace_timer));
   (void)loop;
   (void)revents;
-  slog_at(LOG_WARN, "grace period of %g s is over: abandoning the requests still running", s->cfg.grace);
+  slog_at(LOG_WARN, "grace period of %g s is over: abandoning the requests still running",
+          s->cfg.grace);
   wake_all(s, 2);
 }
 
@@ -69,9 +70,11 @@ static double mtime_of(const char *path) {
    required); --reload-on-change watches them. Takes ownership of files. */
 void server_set_files(struct server *s, char **files, int n) {
   double *mt = calloc((size_t)n + 1, sizeof *mt);
-  for (int i = 0; mt && i < n; i++) mt[i] = mtime_of(files[i]);
+  for (int i = 0; mt && i < n; i++)
+    mt[i] = mtime_of(files[i]);
   pthread_mutex_lock(&s->files_mu);
-  for (int i = 0; i < s->nfiles; i++) free(s->files[i]);
+  for (int i = 0; i < s->nfiles; i++)
+    free(s->files[i]);
   free(s->files);
   free(s->mtimes);
   s->files = files;
@@ -125,7 +128,8 @@ static int start_workers(struct server *s, char *err, size_t errlen) {
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_mutex_lock(&s->mu);
-  while (s->ready + s->failed < s->nworkers) pthread_cond_wait(&s->cv, &s->mu);
+  while (s->ready + s->failed < s->nworkers)
+    pthread_cond_wait(&s->cv, &s->mu);
   pthread_mutex_unlock(&s->mu);
   for (int i = 0; i < s->nworkers; i++)
     if (s->workers[i].load_error[0]) {
@@ -157,8 +161,9 @@ static const char *socket_address(struct server *s, char *buf, size_t len, char 
   int passed = pid && fds && atol(pid) == (long)getpid() && atoi(fds) >= 1;
   int want = addr && strcmp(addr, "systemd") == 0;
   if (want && !passed) {
-    snprintf(err, errlen, "--socket systemd: no socket was passed (LISTEN_PID and LISTEN_FDS do "
-                          "not name this process; start it from a systemd .socket unit)");
+    snprintf(err, errlen,
+             "--socket systemd: no socket was passed (LISTEN_PID and LISTEN_FDS do "
+             "not name this process; start it from a systemd .socket unit)");
     return NULL;
   }
   if (passed && (want || addr == NULL)) {
@@ -259,8 +264,7 @@ int server_run(struct server *s, char *err, size_t errlen) {
   ev_async_start(s->loop, &s->done);
   /* The app loads before the socket exists, so a broken app leaves nothing behind; with --user
      the socket is bound first, as root, and the app loads after the privileges are dropped. */
-  if (drop && (open_listener(s, err, errlen) < 0 || priv_drop(&s->cfg, err, errlen) < 0))
-    goto fail;
+  if (drop && (open_listener(s, err, errlen) < 0 || priv_drop(&s->cfg, err, errlen) < 0)) goto fail;
   if (start_workers(s, err, errlen) < 0) goto fail;
   if (!drop && open_listener(s, err, errlen) < 0) goto fail;
   if (stats_start(s, err, errlen) < 0) goto fail;
@@ -284,14 +288,16 @@ fail:
   if (atomic_load(&s->listen_fd) < 0) s->lst.fd = -1; /* a worker closed it */
   listener_close(&s->lst);
   if (s->cfg.pid_file && s->lst.name[0] && unlink(s->cfg.pid_file) < 0 && errno != ENOENT)
-    slog_at(LOG_WARN, "cannot remove %s: %s (uid %ld cannot write its directory)",
-            s->cfg.pid_file, strerror(errno), (long)geteuid());
+    slog_at(LOG_WARN, "cannot remove %s: %s (uid %ld cannot write its directory)", s->cfg.pid_file,
+            strerror(errno), (long)geteuid());
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->files_mu);
-  for (int i = 0; i < s->ndicts; i++) shdict_free(s->dicts[i]);
+  for (int i = 0; i < s->ndicts; i++)
+    shdict_free(s->dicts[i]);
   s->ndicts = 0;
-  for (int i = 0; i < s->nfiles; i++) free(s->files[i]);
+  for (int i = 0; i < s->nfiles; i++)
+    free(s->files[i]);
   free(s->files);
   free(s->mtimes);
   free(s->workers);

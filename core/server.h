@@ -3,8 +3,8 @@
 #define SCGI_SERVER_H
 
 #include <ev.h>
-#include <lua.h>
 #include <lauxlib.h>
+#include <lua.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -31,8 +31,7 @@ struct worker_stats {
 };
 
 static inline void stat_add(_Atomic uint64_t *v, uint64_t n) {
-  atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n,
-                        memory_order_relaxed);
+  atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
 static inline void stat_set(_Atomic uint64_t *v, uint64_t n) {
@@ -54,49 +53,49 @@ struct app {
 };
 
 enum conn_state {
-  CONN_HEAD,    /* reading the header block */
-  CONN_RUN,     /* the handler's coroutine owns the connection */
-  CONN_FLUSH,   /* handler done: writing what is buffered */
-  CONN_LINGER,  /* response sent: discarding the unread body until the peer closes */
-  CONN_CLOSED   /* descriptor closed; the struct lives until the coroutine ends */
+  CONN_HEAD,   /* reading the header block */
+  CONN_RUN,    /* the handler's coroutine owns the connection */
+  CONN_FLUSH,  /* handler done: writing what is buffered */
+  CONN_LINGER, /* response sent: discarding the unread body until the peer closes */
+  CONN_CLOSED  /* descriptor closed; the struct lives until the coroutine ends */
 };
 
 enum conn_wait { WAIT_NONE, WAIT_READ, WAIT_WRITE, WAIT_TIMER, WAIT_OTHER };
 
 struct conn {
-  ev_io io; /* first member: the watcher's address is the conn's */
-  ev_timer timer;           /* inactivity (--timeout) while waiting on this socket */
-  ev_timer budget;          /* --request-timeout, from accept to close */
-  ev_timer wake;            /* scgi.sleep */
+  ev_io io;        /* first member: the watcher's address is the conn's */
+  ev_timer timer;  /* inactivity (--timeout) while waiting on this socket */
+  ev_timer budget; /* --request-timeout, from accept to close */
+  ev_timer wake;   /* scgi.sleep */
   struct worker *w;
   struct conn *prev, *next;
   int fd;
   enum conn_state state;
-  enum conn_wait wait;     /* what the parked coroutine waits for */
-  uint64_t id;             /* request id, for the logs */
-  char *in;                /* header block, then body bytes */
+  enum conn_wait wait; /* what the parked coroutine waits for */
+  uint64_t id;         /* request id, for the logs */
+  char *in;            /* header block, then body bytes */
   size_t in_cap, in_len, in_off;
   char *out;
   size_t out_cap, out_len, out_off;
   uint64_t content_length, body_recv, body_read;
-  uint64_t bytes_out;      /* bytes that reached the socket */
+  uint64_t bytes_out; /* bytes that reached the socket */
   uint64_t bytes_in;
-  double start;            /* accept time (monotonic seconds) */
-  int status;              /* the response's status, for the logs and the figures */
-  lua_State *co;           /* the request's coroutine, NULL when none runs */
-  struct app *app;         /* the app it runs in */
+  double start;    /* accept time (monotonic seconds) */
+  int status;      /* the response's status, for the logs and the figures */
+  lua_State *co;   /* the request's coroutine, NULL when none runs */
+  struct app *app; /* the app it runs in */
   int co_ref, client_ref;
   struct lclient *client;
-  int err;                 /* errno of a failed read or write, or -1 at EOF */
-  unsigned peer_gone : 1;  /* the peer closed or reset: reads and writes answer "closed" */
+  int err;                /* errno of a failed read or write, or -1 at EOF */
+  unsigned peer_gone : 1; /* the peer closed or reset: reads and writes answer "closed" */
   unsigned timed_out : 1;
-  unsigned cpu_killed : 1; /* stopped by the CPU guard */
-  unsigned co_done : 1;    /* the coroutine returned normally: it may be reused */
+  unsigned cpu_killed : 1;    /* stopped by the CPU guard */
+  unsigned co_done : 1;       /* the coroutine returned normally: it may be reused */
   unsigned budget_killed : 1; /* stopped by --request-timeout while running */
-  void (*cancel)(void *);  /* WAIT_OTHER: stops the watcher the coroutine is parked on */
+  void (*cancel)(void *);     /* WAIT_OTHER: stops the watcher the coroutine is parked on */
   void *cancel_arg;
   char method[12];
-  char *uri;               /* REQUEST_URI for the logs (malloc'd) */
+  char *uri; /* REQUEST_URI for the logs (malloc'd) */
 };
 
 struct worker {
@@ -106,28 +105,28 @@ struct worker {
   struct ev_loop *loop;
   ev_io accept_w;
   ev_async wake;
-  ev_timer accept_retry;   /* EMFILE: paused accepting */
-  int ep_fd;               /* private epoll holding the listener with EPOLLEXCLUSIVE */
-  struct app *app;         /* the app new requests run in */
-  atomic_int reload;       /* 1: build a new state from the app file */
+  ev_timer accept_retry; /* EMFILE: paused accepting */
+  int ep_fd;             /* private epoll holding the listener with EPOLLEXCLUSIVE */
+  struct app *app;       /* the app new requests run in */
+  atomic_int reload;     /* 1: build a new state from the app file */
   struct conn *conns;
   unsigned nconns;
   struct conn *free_conns; /* a pool of idle conns with their buffers */
   unsigned nfree;
-  atomic_int stop;         /* 1: stop accepting and finish; 2: abandon now */
+  atomic_int stop; /* 1: stop accepting and finish; 2: abandon now */
   int accepting;
   int emfile_logged;
   struct scgi_header *hdrs;
-  char *scratch;           /* drained bytes go here */
+  char *scratch; /* drained bytes go here */
   uint64_t served, errors, spurious;
   struct worker_stats st;
-  unsigned live;           /* requests whose coroutine is alive */
-  struct conn *current;    /* the request whose coroutine is running now */
-  double resume_start;     /* when it was resumed (monotonic seconds) */
-  int slice_over;          /* the running request has had its time slice */
-  double cpu_allowance;    /* what the CPU guard allows now: --cpu-limit, less while cleaning up */
+  unsigned live;        /* requests whose coroutine is alive */
+  struct conn *current; /* the request whose coroutine is running now */
+  double resume_start;  /* when it was resumed (monotonic seconds) */
+  int slice_over;       /* the running request has had its time slice */
+  double cpu_allowance; /* what the CPU guard allows now: --cpu-limit, less while cleaning up */
   size_t mem_used, mem_limit;
-  int mem_limited;         /* 1 while a request's coroutine runs: the limit applies */
+  int mem_limited; /* 1 while a request's coroutine runs: the limit applies */
   char load_error[1024];
 };
 
@@ -136,33 +135,33 @@ struct server {
   struct listener lst;
   int nworkers;
   struct worker *workers;
-  struct ev_loop *loop;    /* the main thread's: signals, grace, worker exits */
+  struct ev_loop *loop; /* the main thread's: signals, grace, worker exits */
   ev_signal sig_term, sig_int;
   ev_timer grace_timer;
   ev_async done;
-  atomic_int running;      /* workers whose loop has not ended */
-  atomic_int listen_fd;    /* lst.fd until the last worker stops accepting and closes it */
+  atomic_int running;   /* workers whose loop has not ended */
+  atomic_int listen_fd; /* lst.fd until the last worker stops accepting and closes it */
   atomic_int stopped_accepting;
   atomic_int reload_failures;
   ev_signal sig_hup;
   atomic_uint_fast64_t next_id;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  int ready, failed, go;   /* start-up handshake: states built, then the listener is there */
+  int ready, failed, go; /* start-up handshake: states built, then the listener is there */
   int stopping;
-  double started;          /* start time (monotonic), for the uptime */
+  double started; /* start time (monotonic), for the uptime */
   struct listener stats_lst;
   ev_io stats_w;
   struct logger *log;
   ev_signal sig_usr1;
-  ev_timer watch_timer;    /* --reload-on-change */
+  ev_timer watch_timer; /* --reload-on-change */
   pthread_mutex_t files_mu;
-  char **files;            /* the app file and the modules it loaded, with their mtimes */
+  char **files; /* the app file and the modules it loaded, with their mtimes */
   double *mtimes;
   int nfiles;
   struct shdict *dicts[16]; /* --shared */
   int ndicts;
-  lua_State *fn_L;         /* a caller's function handler: its state and registry ref */
+  lua_State *fn_L; /* a caller's function handler: its state and registry ref */
   int fn_ref;
   const char *lua_path, *lua_cpath; /* package.path and cpath for worker states, or NULL */
 };

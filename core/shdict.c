@@ -6,8 +6,8 @@
 #include <string.h>
 
 struct shentry {
-  struct shentry *hnext;          /* hash chain */
-  struct shentry *newer, *older;  /* LRU list */
+  struct shentry *hnext;         /* hash chain */
+  struct shentry *newer, *older; /* LRU list */
   uint32_t hash;
   enum shtype type;
   double expires; /* 0: never */
@@ -17,13 +17,12 @@ struct shentry {
   char data[]; /* key, then a string value */
 };
 
-static size_t entry_size(size_t klen, size_t vlen) {
-  return sizeof(struct shentry) + klen + vlen;
-}
+static size_t entry_size(size_t klen, size_t vlen) { return sizeof(struct shentry) + klen + vlen; }
 
 static uint32_t hash_of(const char *k, size_t n) {
   uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 16777619u;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ (uint8_t)k[i]) * 16777619u;
   return h;
 }
 
@@ -37,9 +36,12 @@ int shdict_parse(const char *spec, char *name, size_t namelen, size_t *size) {
       return -1;
   double v = strtod(colon + 1, &end);
   if (end == colon + 1 || v <= 0) return -1;
-  if (*end == 'k' || *end == 'K') v *= 1024, end++;
-  else if (*end == 'm' || *end == 'M') v *= 1048576, end++;
-  else if (*end == 'g' || *end == 'G') v *= 1073741824.0, end++;
+  if (*end == 'k' || *end == 'K')
+    v *= 1024, end++;
+  else if (*end == 'm' || *end == 'M')
+    v *= 1048576, end++;
+  else if (*end == 'g' || *end == 'G')
+    v *= 1073741824.0, end++;
   if (*end == 'b' || *end == 'B') end++;
   if (*end || v < 4096 || v > 1e12) return -1;
   snprintf(name, namelen, "%.*s", (int)(colon - spec), spec);
@@ -83,10 +85,14 @@ void shdict_free(struct shdict *d) {
 }
 
 static void lru_unlink(struct shdict *d, struct shentry *e) {
-  if (e->newer) e->newer->older = e->older;
-  else d->newest = e->older;
-  if (e->older) e->older->newer = e->newer;
-  else d->oldest = e->newer;
+  if (e->newer)
+    e->newer->older = e->older;
+  else
+    d->newest = e->older;
+  if (e->older)
+    e->older->newer = e->newer;
+  else
+    d->oldest = e->newer;
   e->newer = e->older = NULL;
 }
 
@@ -197,13 +203,15 @@ static int store(struct shdict *d, const char *key, size_t klen, const struct sh
   return SH_OK;
 }
 
-int shdict_set(struct shdict *d, const char *key, size_t klen, const struct shvalue *v,
-               double ttl, double now, int mode, int *evicted) {
+int shdict_set(struct shdict *d, const char *key, size_t klen, const struct shvalue *v, double ttl,
+               double now, int mode, int *evicted) {
   int rc = SH_OK;
   pthread_mutex_lock(&d->mu);
   struct shentry *e = find(d, key, klen, now);
-  if (mode == 1 && e) rc = SH_EXISTS;
-  else if (mode == 2 && !e) rc = SH_NOT_FOUND;
+  if (mode == 1 && e)
+    rc = SH_EXISTS;
+  else if (mode == 2 && !e)
+    rc = SH_NOT_FOUND;
   else if (v->type == SH_NONE) {
     if (e) remove_entry(d, e);
   } else {
@@ -234,9 +242,8 @@ int shdict_incr(struct shdict *d, const char *key, size_t klen, const struct shv
     if (base.type == SH_INTEGER && by->type == SH_INTEGER)
       r.i = (int64_t)((uint64_t)base.i + (uint64_t)by->i); /* wraps like Lua integers */
     else
-      r.type = SH_NUMBER,
-      r.d = (base.type == SH_INTEGER ? (double)base.i : base.d) +
-            (by->type == SH_INTEGER ? (double)by->i : by->d);
+      r.type = SH_NUMBER, r.d = (base.type == SH_INTEGER ? (double)base.i : base.d) +
+                                (by->type == SH_INTEGER ? (double)by->i : by->d);
     if (e) { /* same size: update in place */
       e->type = r.type;
       e->i = r.i;
@@ -265,7 +272,8 @@ char *shdict_keys(struct shdict *d, double now, size_t max, size_t *n) {
   size_t size = 0, off = 0;
   *n = 0;
   pthread_mutex_lock(&d->mu);
-  for (struct shentry *e = d->newest; e; e = e->older) size += sizeof(size_t) + e->klen;
+  for (struct shentry *e = d->newest; e; e = e->older)
+    size += sizeof(size_t) + e->klen;
   block = size ? malloc(size) : NULL;
   for (struct shentry *e = d->newest; block && e && (max == 0 || *n < max); e = e->older) {
     if (e->expires > 0 && e->expires <= now) continue;

@@ -27,8 +27,14 @@ struct shdict {
   struct shentry *newest, *oldest; /* the LRU list */
 };
 
-enum { SH_OK = 0, SH_NOT_FOUND = -1, SH_EXISTS = -2, SH_TOO_LARGE = -3, SH_NOT_NUMBER = -4,
-       SH_NO_MEMORY = -5 };
+enum {
+  SH_OK = 0,
+  SH_NOT_FOUND = -1,
+  SH_EXISTS = -2,
+  SH_TOO_LARGE = -3,
+  SH_NOT_NUMBER = -4,
+  SH_NO_MEMORY = -5
+};
 
 /* Parses "NAME:SIZE" (SIZE with an optional K, M or G suffix). */
 int shdict_parse(const char *spec, char *name, size_t namelen, size_t *size);
@@ -40,9 +46,9 @@ void shdict_free(struct shdict *d);
    get copies a string value into a malloc'd buffer the caller frees (*out->s). */
 int shdict_get(struct shdict *d, const char *key, size_t klen, double now, struct shvalue *out);
 /* mode: 0 set, 1 add (fails with SH_EXISTS), 2 replace (fails with SH_NOT_FOUND).
-   *evicted tells how many entries were evicted to make room. */
-int shdict_set(struct shdict *d, const char *key, size_t klen, const struct shvalue *v,
-               double ttl, double now, int mode, int *evicted);
+ *evicted tells how many entries were evicted to make room. */
+int shdict_set(struct shdict *d, const char *key, size_t klen, const struct shvalue *v, double ttl,
+               double now, int mode, int *evicted);
 int shdict_incr(struct shdict *d, const char *key, size_t klen, const struct shvalue *by,
                 const struct shvalue *init, double now, struct shvalue *out);
 int shdict_delete(struct shdict *d, const char *key, size_t klen);

@@ -12,7 +12,7 @@
 
 #include "server.h"
 
-const double stat_bucket_ms[STAT_BUCKETS] = {1,   2,    5,    10,   20,    50,  100,
+const double stat_bucket_ms[STAT_BUCKETS] = {1,   2,   5,    10,   20,   50,  100,
                                              200, 500, 1000, 2000, 5000, 1e4, 1e300};
 
 /* Reads the status of a CGI response from its first bytes (no Status header means 200). */
@@ -23,13 +23,16 @@ void stats_note_status(struct conn *c, const char *p, size_t n) {
   for (size_t i = 0; i + 10 <= n; i++) {
     if ((i == 0 || p[i - 1] == '\n') && strncasecmp(p + i, "Status:", 7) == 0) {
       size_t k = i + 7;
-      while (k < n && p[k] == ' ') k++;
+      while (k < n && p[k] == ' ')
+        k++;
       int st = 0, digits = 0;
-      while (k < n && digits < 3 && p[k] >= '0' && p[k] <= '9') st = st * 10 + (p[k++] - '0'), digits++;
+      while (k < n && digits < 3 && p[k] >= '0' && p[k] <= '9')
+        st = st * 10 + (p[k++] - '0'), digits++;
       if (digits == 3) c->status = st;
       return;
     }
-    if (p[i] == '\r' && i + 3 < n && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n') return;
+    if (p[i] == '\r' && i + 3 < n && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n')
+      return;
   }
 }
 
@@ -38,7 +41,8 @@ void stats_request_done(struct conn *c) {
   struct worker *w = c->w;
   double ms = (lstate_now() - c->start) * 1000.0;
   int b = 0;
-  while (ms > stat_bucket_ms[b]) b++;
+  while (ms > stat_bucket_ms[b])
+    b++;
   stat_add(&w->st.requests, 1);
   if (c->status >= 500) stat_add(&w->st.errors, 1);
   stat_add(&w->st.bytes_in, c->bytes_in);
@@ -49,8 +53,8 @@ void stats_request_done(struct conn *c) {
   char line[4096];
   size_t n = log_time(line, 40);
   int m = snprintf(line + n, sizeof line - n, " w%d #%llu %s %s %d %llu %.2f\n", w->id,
-                   (unsigned long long)c->id, c->method[0] ? c->method : "-",
-                   c->uri ? c->uri : "-", c->status, (unsigned long long)c->bytes_out, ms);
+                   (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
+                   c->status, (unsigned long long)c->bytes_out, ms);
   n += m < 0 ? 0 : (size_t)m;
   if (n >= sizeof line) {
     n = sizeof line;
@@ -125,14 +129,15 @@ static void sum_stats(struct server *s, struct worker_stats *t) {
     stat_add(&t->bytes_in, LOAD(st->bytes_in));
     stat_add(&t->bytes_out, LOAD(st->bytes_out));
     stat_add(&t->memory, LOAD(st->memory));
-    for (int k = 0; k < STAT_BUCKETS; k++) stat_add(&t->latency[k], LOAD(st->latency[k]));
+    for (int k = 0; k < STAT_BUCKETS; k++)
+      stat_add(&t->latency[k], LOAD(st->latency[k]));
   }
 }
 
 static void render_json(struct server *s, struct buf *b) {
   struct worker_stats total;
-  put(b, "{\"version\":\"%s\",\"pid\":%d,\"uptime\":%.3f,\"workers\":[", SCGI_VERSION, (int)getpid(),
-      lstate_now() - s->started);
+  put(b, "{\"version\":\"%s\",\"pid\":%d,\"uptime\":%.3f,\"workers\":[", SCGI_VERSION,
+      (int)getpid(), lstate_now() - s->started);
   for (int i = 0; i < s->nworkers; i++) {
     if (i) put(b, ",");
     put_worker_json(b, &s->workers[i].st, i);
@@ -146,7 +151,8 @@ static void render_json(struct server *s, struct buf *b) {
 /* The bucket bound under which a share q of the requests finished. */
 static const char *quantile(struct worker_stats *st, double q, char *out, size_t len) {
   unsigned long long total = 0, seen = 0;
-  for (int i = 0; i < STAT_BUCKETS; i++) total += LOAD(st->latency[i]);
+  for (int i = 0; i < STAT_BUCKETS; i++)
+    total += LOAD(st->latency[i]);
   if (total == 0) return "-";
   for (int i = 0; i < STAT_BUCKETS; i++) {
     seen += LOAD(st->latency[i]);
@@ -262,8 +268,10 @@ int stats_start(struct server *s, char *err, size_t errlen) {
   if (listener_open(&s->stats_lst, s->cfg.stats, 0600, err, errlen) < 0) return -1;
   const char *n = s->stats_lst.name;
   if (!s->stats_lst.is_unix && strncmp(n, "127.", 4) != 0 && strncmp(n, "[::1]", 5) != 0) {
-    snprintf(err, errlen, "--stats %s: the endpoint has no authentication; give it a unix path "
-             "or a loopback address (127.0.0.1:PORT, [::1]:PORT)", s->cfg.stats);
+    snprintf(err, errlen,
+             "--stats %s: the endpoint has no authentication; give it a unix path "
+             "or a loopback address (127.0.0.1:PORT, [::1]:PORT)",
+             s->cfg.stats);
     listener_close(&s->stats_lst);
     return -1;
   }

@@ -176,17 +176,11 @@ static void run(const char *in, size_t n, size_t max, size_t cap, struct outcome
 
 static const char *ret_name(int r, char *tmp, size_t tmp_len) {
   switch (r) {
-  case INCOMPLETE:
-    return "INCOMPLETE";
-  case INVALID:
-    return "INVALID";
-  case TOO_LARGE:
-    return "TOO_LARGE";
-  case FAULT:
-    return "SIGSEGV: access outside the input";
-  default:
-    snprintf(tmp, tmp_len, "complete(%d)", r);
-    return tmp;
+  case INCOMPLETE: return "INCOMPLETE";
+  case INVALID: return "INVALID";
+  case TOO_LARGE: return "TOO_LARGE";
+  case FAULT: return "SIGSEGV: access outside the input";
+  default: snprintf(tmp, tmp_len, "complete(%d)", r); return tmp;
   }
 }
 

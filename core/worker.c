@@ -15,7 +15,8 @@
 
 static void accept_pause(struct worker *w, int err) {
   if (!w->emfile_logged)
-    slog_at(LOG_ERROR, "worker %d: cannot accept: %s; pausing until descriptors free up", w->id, strerror(err));
+    slog_at(LOG_ERROR, "worker %d: cannot accept: %s; pausing until descriptors free up", w->id,
+            strerror(err));
   w->emfile_logged = 1;
   ev_io_stop(w->loop, &w->accept_w);
   ev_timer_set(&w->accept_retry, 0.1, 0.);
@@ -164,7 +165,8 @@ void *worker_main(void *arg) {
   else
     s->failed++;
   pthread_cond_broadcast(&s->cv);
-  while (s->go == 0) pthread_cond_wait(&s->cv, &s->mu);
+  while (s->go == 0)
+    pthread_cond_wait(&s->cv, &s->mu);
   pthread_mutex_unlock(&s->mu);
   if (ok && s->go == 1) {
     if (worker_listen(w) < 0)
@@ -174,8 +176,8 @@ void *worker_main(void *arg) {
   }
   if (ok && s->go == 1)
     slog_at(LOG_INFO, "worker %d: served %llu requests (%llu errors, %llu empty wake-ups)", w->id,
-         (unsigned long long)w->served, (unsigned long long)w->errors,
-         (unsigned long long)w->spurious);
+            (unsigned long long)w->served, (unsigned long long)w->errors,
+            (unsigned long long)w->spurious);
   conn_free_all(w);
   conn_pool_free(w);
   lstate_unref(w->app);
