@@ -4,6 +4,7 @@
 #   LUA_INCDIR  Lua 5.4 headers                  (default: /usr/include/lua5.4)
 #   LUA_LIB     how to link the program to Lua   (default: -llua5.4)
 #   CFLAGS      optimisation and extra flags     (default: -O2 -g)
+#   LDFLAGS     extra link flags (e.g. -L for libev)
 #   LIBFLAG     flags that make a shared module  (default: -shared)
 #   PREFIX      install prefix                   (default: /usr/local)
 #   BINDIR, LIBDIR, LUADIR   where make install puts the program, core.so and the Lua files
@@ -55,11 +56,11 @@ $(O)/%.o: core/%.c core/*.h $(O)/client_lua.h
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(PROGRAM): $(CORE_OBJ) $(O)/main.o
-	$(CC) $(CFLAGS) $(LDSAN) -pthread -o $@ $^ $(LUA_LIB) -lev -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) $(LDSAN) -pthread -o $@ $^ $(LUA_LIB) -lev -lm
 
 $(MODULE): $(CORE_OBJ)
 	@mkdir -p $(O)/scgi
-	$(CC) $(CFLAGS) $(LDSAN) $(LIBFLAG) -pthread -o $@ $^ -lev -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) $(LDSAN) $(LIBFLAG) -pthread -o $@ $^ -lev -lm
 
 $(O)/test_parse: core/test_parse.c core/scgi_parse.c core/scgi_parse.h
 	@mkdir -p $(O)

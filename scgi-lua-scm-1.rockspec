@@ -21,10 +21,10 @@ external_dependencies = {
 build = {
   type = "make",
   build_variables = {
-    CFLAGS = "$(CFLAGS)",
+    CFLAGS = "$(CFLAGS) -I$(LIBEV_INCDIR)",
+    LDFLAGS = "-L$(LIBEV_LIBDIR)",
     LIBFLAG = "$(LIBFLAG)",
     LUA_INCDIR = "$(LUA_INCDIR)",
-    LUA_LIB = "-L$(LUA_LIBDIR) -llua5.4",
     LUADIR = "$(LUADIR)",
   },
   install_variables = {

@@ -135,6 +135,10 @@ void lstate_unref(struct app *a) {
   if (a == NULL || --a->refs > 0) return;
   for (int i = 0; !a->owned && i < a->nidle; i++) /* a caller's state lives on */
     luaL_unref(a->L, LUA_REGISTRYINDEX, a->idle_ref[i]);
+  for (int i = 0; !a->owned && i < NAME_SLOTS; i++) {
+    if (a->names[i].ref > 0) luaL_unref(a->L, LUA_REGISTRYINDEX, a->names[i].ref);
+    if (a->values[i].ref > 0) luaL_unref(a->L, LUA_REGISTRYINDEX, a->values[i].ref);
+  }
   if (a->owned) lua_close(a->L);
   free(a);
 }
@@ -269,6 +273,24 @@ void lstate_release(struct conn *c) {
   lstate_unref(a);
 }
 
+/* Pushes a header's name or value through the app's cache slot for its position. A web server
+   sends the same names in the same order every time, and many values repeat (SCGI, SERVER_NAME,
+   HTTP_HOST, ...), so a slot keeps the Lua string last seen there and reuses it when the bytes
+   match: a memcmp instead of hashing and interning the string again. */
+static void push_cached(lua_State *co, struct str_slot *slot, const char *p, size_t len) {
+  if (slot->ref > 0 && slot->len == len && memcmp(slot->bytes, p, len) == 0) {
+    lua_rawgeti(co, LUA_REGISTRYINDEX, slot->ref);
+    return;
+  }
+  lua_pushlstring(co, p, len);
+  if (len > sizeof slot->bytes) return;
+  if (slot->ref > 0) luaL_unref(co, LUA_REGISTRYINDEX, slot->ref);
+  lua_pushvalue(co, -1);
+  slot->ref = luaL_ref(co, LUA_REGISTRYINDEX);
+  slot->len = len;
+  memcpy(slot->bytes, p, len);
+}
+
 int lstate_start(struct conn *c, const struct scgi_header *h, size_t n) {
   struct worker *w = c->w;
   struct app *a = w->app;
@@ -289,8 +311,13 @@ int lstate_start(struct conn *c, const struct scgi_header *h, size_t n) {
   lua_rawgeti(co, LUA_REGISTRYINDEX, a->handler_ref);
   lua_createtable(co, 0, (int)n);
   for (size_t i = 0; i < n; i++) {
-    lua_pushlstring(co, h[i].name, h[i].name_len);
-    lua_pushlstring(co, h[i].value, h[i].value_len);
+    if (i < NAME_SLOTS) {
+      push_cached(co, &a->names[i], h[i].name, h[i].name_len);
+      push_cached(co, &a->values[i], h[i].value, h[i].value_len);
+    } else {
+      lua_pushlstring(co, h[i].name, h[i].name_len);
+      lua_pushlstring(co, h[i].value, h[i].value_len);
+    }
     lua_rawset(co, -3);
   }
   c->client = lclient_push(co, c);

@@ -43,9 +43,16 @@ static int parse_content_length(const char *s, size_t n, uint64_t *out) {
   return 0;
 }
 
+/* Length, first and last byte first: names such as SERVER_NAME and SERVER_PORT differ there. */
 static int same_name(const struct scgi_header *a, const struct scgi_header *b) {
-  return a->name_len == b->name_len && a->name[0] == b->name[0] &&
-         memcmp(a->name, b->name, a->name_len) == 0;
+  size_t n = a->name_len;
+  return n == b->name_len && a->name[0] == b->name[0] && a->name[n - 1] == b->name[n - 1] &&
+         memcmp(a->name, b->name, n) == 0;
+}
+
+static unsigned name_tag(const struct scgi_header *h) {
+  size_t n = h->name_len;
+  return (unsigned)(n * 31 + (uint8_t)h->name[0] * 7 + (uint8_t)h->name[n - 1] * 13) & 63;
 }
 
 static int name_is(const struct scgi_header *h, const char *lit, size_t n) {
@@ -56,6 +63,7 @@ int scgi_parse_request(const char *buf, size_t len, size_t max_header_size,
                        struct scgi_header *headers, size_t *num_headers, uint64_t *content_length,
                        const char **reason) {
   size_t block = 0, cap = *num_headers, count = 0;
+  uint64_t seen = 0;
   int have_scgi = 0;
   int prefix = parse_length(buf, len, max_header_size, &block, reason);
   if (prefix < 0) return prefix;
@@ -82,10 +90,15 @@ int scgi_parse_request(const char *buf, size_t len, size_t max_header_size,
         FAIL(SCGI_PARSE_INVALID, "first header is not CONTENT_LENGTH");
       if (parse_content_length(h->value, h->value_len, content_length) < 0)
         FAIL(SCGI_PARSE_INVALID, "CONTENT_LENGTH is not a decimal number");
+      seen = (uint64_t)1 << name_tag(h);
       continue;
     }
-    for (size_t j = 0; j < count; j++)
-      if (same_name(&headers[j], h)) FAIL(SCGI_PARSE_INVALID, "duplicate header name");
+    /* a 64-bit filter of the names seen: the pairwise check runs only on a possible repeat */
+    uint64_t bit = (uint64_t)1 << name_tag(h);
+    if (seen & bit)
+      for (size_t j = 0; j < count; j++)
+        if (same_name(&headers[j], h)) FAIL(SCGI_PARSE_INVALID, "duplicate header name");
+    seen |= bit;
     if (name_is(h, "SCGI", 4)) {
       if (h->value_len != 1 || h->value[0] != '1') FAIL(SCGI_PARSE_INVALID, "SCGI header is not 1");
       have_scgi = 1;

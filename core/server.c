@@ -153,6 +153,32 @@ static void join_workers(struct server *s) {
   }
 }
 
+/* The default socket lives in /tmp/<uid>, which anyone could have made first: it must be a real
+   directory of ours that nobody else can write, or another user could replace the socket. */
+static int check_default_dir(const char *path, char *err, size_t errlen) {
+  char dir[256];
+  struct stat st;
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = '\0';
+  if (lstat(dir, &st) < 0) {
+    if (errno != ENOENT) goto bad;
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) goto bad;
+    if (lstat(dir, &st) < 0) goto bad;
+  }
+  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022)) {
+    snprintf(err, errlen,
+             "%s is not a directory of uid %ld that only it can write (owner uid %ld, mode %o); "
+             "refusing to put the socket there: remove it, or choose a --socket",
+             dir, (long)geteuid(), (long)st.st_uid, (unsigned)(st.st_mode & 07777));
+    return -1;
+  }
+  return 0;
+bad:
+  snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+  return -1;
+}
+
 /* systemd socket activation: the socket is fd 3 when LISTEN_PID names this process. Taken
    for --socket systemd, and when no --socket is given. */
 static const char *socket_address(struct server *s, char *buf, size_t len, char *err,
@@ -172,7 +198,9 @@ static const char *socket_address(struct server *s, char *buf, size_t len, char 
     unsetenv("LISTEN_FDNAMES");
     return "fd:3";
   }
-  return addr ? addr : config_default_socket(buf, len);
+  if (addr) return addr;
+  addr = config_default_socket(buf, len);
+  return check_default_dir(addr, err, errlen) < 0 ? NULL : addr;
 }
 
 static int write_pid_file(const char *path, char *err, size_t errlen) {

@@ -40,7 +40,14 @@ static inline void stat_set(_Atomic uint64_t *v, uint64_t n) {
 
 /* A loaded app: a Lua state and its handler. Requests hold a reference, so after a reload the
    old state lives until its last request ends. */
-#define CO_POOL 64 /* finished coroutines an app keeps for the next requests */
+#define CO_POOL 64    /* finished coroutines an app keeps for the next requests */
+#define NAME_SLOTS 48 /* header positions whose name and value strings an app keeps */
+
+struct str_slot {
+  int ref; /* registry reference of the Lua string, 0 when empty */
+  size_t len;
+  char bytes[40];
+};
 
 struct app {
   lua_State *L;
@@ -50,6 +57,7 @@ struct app {
   int nidle;
   lua_State *idle[CO_POOL]; /* coroutines that returned normally, ready for reuse */
   int idle_ref[CO_POOL];
+  struct str_slot names[NAME_SLOTS], values[NAME_SLOTS];
 };
 
 enum conn_state {

@@ -13,6 +13,8 @@
 
 #define ACCEPT_BATCH 64
 
+/* Out of descriptors: stop watching the listener for a while rather than spin on it. Logged once
+   per episode: an episode ends when the worker has caught up with every queued client. */
 static void accept_pause(struct worker *w, int err) {
   if (!w->emfile_logged)
     slog_at(LOG_ERROR, "worker %d: cannot accept: %s; pausing until descriptors free up", w->id,
@@ -30,13 +32,13 @@ static void accept_some(struct worker *w) {
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      w->emfile_logged = 0;
       conn_start(w, fd);
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       if (i == 0) w->spurious++;
+      w->emfile_logged = 0; /* caught up: an overload that comes back is logged again */
       return;
     }
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
