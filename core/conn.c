@@ -399,13 +399,30 @@ static void conn_cancel_wait(struct conn *c) {
   c->wait = WAIT_NONE;
 }
 
+/* The budget the request had, in seconds (for the log). */
+double conn_budget(const struct conn *c) { return c->deadline - c->start; }
+
+/* client:budget(seconds): the request may run that long from now; 0 lifts the limit. */
+void conn_set_budget(struct conn *c, double seconds) {
+  struct ev_loop *loop = c->w->loop;
+  ev_timer_stop(loop, &c->budget);
+  if (seconds <= 0) {
+    c->deadline = 0;
+    return;
+  }
+  ev_now_update(loop);
+  c->deadline = lstate_now() + seconds;
+  ev_timer_set(&c->budget, seconds, 0.);
+  ev_timer_start(loop, &c->budget);
+}
+
 /* --request-timeout: the request's time is up; 504 if nothing was sent, else cut short. */
 static void conn_on_budget(struct ev_loop *loop, ev_timer *t, int revents) {
   struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, budget));
   (void)loop;
   (void)revents;
   slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent%s", (unsigned long long)c->id,
-          c->method[0] ? c->method : "-", c->uri ? c->uri : "-", c->w->srv->cfg.request_timeout,
+          c->method[0] ? c->method : "-", c->uri ? c->uri : "-", conn_budget(c),
           c->co ? "; the handler is stopped" : "");
   if (c->co) {
     conn_cancel_wait(c);
@@ -480,6 +497,7 @@ void conn_start(struct worker *w, int fd) {
   ev_init(&c->timer, conn_on_timer);
   c->timer.repeat = w->srv->cfg.timeout;
   ev_init(&c->wake, conn_on_wake);
+  c->deadline = c->start + w->srv->cfg.request_timeout;
   ev_timer_init(&c->budget, conn_on_budget, w->srv->cfg.request_timeout, 0.);
   ev_timer_start(w->loop, &c->budget);
   c->next = w->conns;

@@ -257,6 +257,17 @@ static int client_closed(lua_State *L) {
   return 1;
 }
 
+/* client:budget(seconds): the request may run that long from now (0: no limit), for streams
+   such as Server-Sent Events that outlive --request-timeout. Returns the client. */
+static int client_budget(lua_State *L) {
+  struct conn *c = check_conn(L);
+  lua_Number secs = luaL_checknumber(L, 2);
+  luaL_argcheck(L, secs >= 0 && secs < 1e9, 2, "seconds out of range");
+  conn_set_budget(c, (double)secs);
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int client_tostring(lua_State *L) {
   struct lclient *cl = check_lclient(L);
   if (cl->c == NULL)
@@ -267,8 +278,13 @@ static int client_tostring(lua_State *L) {
 }
 
 static const luaL_Reg methods[] = {
-    {"write", client_write}, {"read", client_read},     {"flush", client_flush},
-    {"close", client_close}, {"closed", client_closed}, {NULL, NULL},
+    {"write", client_write},
+    {"read", client_read},
+    {"flush", client_flush},
+    {"close", client_close},
+    {"closed", client_closed},
+    {"budget", client_budget},
+    {NULL, NULL},
 };
 
 static const luaL_Reg metamethods[] = {

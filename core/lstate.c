@@ -49,7 +49,7 @@ static void cpu_hook(lua_State *L, lua_Debug *ar) {
   if (!c->cpu_killed && !c->budget_killed) {
     double now = lstate_now();
     if (now - w->resume_start >= SLICE) w->slice_over = 1; /* reads and writes now yield */
-    if (now - c->start >= w->srv->cfg.request_timeout)
+    if (c->deadline > 0 && now >= c->deadline)
       c->budget_killed = 1; /* the budget runs out while Lua runs: no timer can fire now */
     else if (now - w->resume_start >= w->cpu_allowance)
       c->cpu_killed = 1;
@@ -58,7 +58,7 @@ static void cpu_hook(lua_State *L, lua_Debug *ar) {
   }
   lua_sethook(L, cpu_hook, LUA_MASKCOUNT, 1);
   if (c->budget_killed)
-    luaL_error(L, "request budget of %f s spent (--request-timeout)", w->srv->cfg.request_timeout);
+    luaL_error(L, "request budget of %f s spent (--request-timeout)", conn_budget(c));
   luaL_error(L, "CPU limit of %f s exceeded (the handler ran Lua without yielding)",
              w->cpu_allowance);
 }
@@ -371,7 +371,7 @@ static void request_failed(struct conn *c, int status) {
   if (c->budget_killed)
     slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent; the handler is stopped: %s",
             (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
-            w->srv->cfg.request_timeout, lua_tostring(L, -1));
+            conn_budget(c), lua_tostring(L, -1));
   else if (status == LUA_ERRMEM && w->mem_limit)
     slog_at(LOG_ERROR,
             "#%llu %s %s: handler error: not enough memory (limit %.1f MiB, in use %.1f MiB)",

@@ -89,6 +89,7 @@ struct conn {
   uint64_t bytes_out; /* bytes that reached the socket */
   uint64_t bytes_in;
   double start;    /* accept time (monotonic seconds) */
+  double deadline; /* when the request budget runs out (monotonic), or 0 for never */
   int status;      /* the response's status, for the logs and the figures */
   lua_State *co;   /* the request's coroutine, NULL when none runs */
   struct app *app; /* the app it runs in */
@@ -203,6 +204,8 @@ void conn_sleep(struct conn *c, double seconds);
 void conn_resume(struct conn *c);
 void conn_resume_later(struct conn *c);
 int conn_peer_alive(struct conn *c);
+double conn_budget(const struct conn *c);
+void conn_set_budget(struct conn *c, double seconds);
 
 /* lstate.c */
 extern __thread struct worker *lstate_worker; /* the worker running on this thread, or NULL */

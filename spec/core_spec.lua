@@ -43,3 +43,33 @@ describe("scgi-lua serving the test app", function()
     end)
   end
 end)
+
+describe("client:budget", function()
+  local srv
+  setup(function() srv = H.start("test.lua", { options = { ["request-timeout"] = "0.5" } }) end)
+  teardown(function()
+    if srv then assert.equal(0, srv.stop()) end
+    H.cleanup()
+  end)
+
+  it("gives a request more time than --request-timeout, or none at all with 0", function()
+    local t0 = H.now()
+    local status, _, body = H.request(srv.addr, "GET", "/budget?s=3&sleep=1")
+    assert.equal(200, status)
+    assert.equal("slept", body)
+    assert.is_true(H.now() - t0 >= 0.9)
+    assert.equal(200, (H.request(srv.addr, "GET", "/budget?s=0&sleep=1")))
+  end)
+
+  it("also shortens it: a budget spent answers 504", function()
+    local t0 = H.now()
+    assert.equal(504, (H.request(srv.addr, "GET", "/budget?s=0.2&sleep=2")))
+    assert.is_true(H.now() - t0 < 1.5)
+  end)
+
+  it("raises on a bad argument", function()
+    local status = H.request(srv.addr, "GET", "/budget?s=x&sleep=0")
+    assert.equal(500, status)
+    H.wait_for(function() return srv.output():find("bad argument #1 to 'budget'", 1, true) end, 5, "the error")
+  end)
+end)

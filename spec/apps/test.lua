@@ -134,6 +134,14 @@ routes["/flush"] = function(_, client)
   client:write("flushed")
 end
 
+-- ?s=S&sleep=T: sets the request's budget to S seconds, then sleeps T seconds and answers.
+routes["/budget"] = function(headers, client)
+  local q = query(headers)
+  client:budget(tonumber(q.s))
+  require("scgi").sleep(tonumber(q.sleep))
+  ok(client, "slept")
+end
+
 return function(headers, client)
   local path = (headers.REQUEST_URI or "/"):match("^[^?]*")
   local route = routes[path]
