@@ -37,7 +37,8 @@ CORE_OBJ = $(CORE:%=$(O)/%.o)
 PROGRAM = $(O)/scgi-lua
 MODULE = $(O)/scgi/core.so
 
-.PHONY: all test test-c test-spec run install uninstall clean asan bench fuzz format
+.PHONY: all test test-c test-spec run install uninstall clean asan bench fuzz fuzz-regress soak format \
+  format-check
 
 all: $(PROGRAM) $(MODULE)
 ifeq ($(O),build)
@@ -83,6 +84,37 @@ run:
 bench:
 	@sh bench/run.sh
 
+# Fuzzing (clang's libFuzzer; docs/fuzzing.md): each target runs FUZZ_SECONDS on a corpus grown
+# in build-fuzz/ from the seeds in fuzz/corpus/; fuzz-regress replays seeds and regressions once.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 \
+  -D_GNU_SOURCE -I$(LUA_INCDIR) -Ibuild-fuzz
+FUZZ_CORE = $(filter-out core/main.c core/test_parse.c,$(wildcard core/*.c))
+
+build-fuzz/fuzz_parse: fuzz/fuzz_parse.c core/scgi_parse.c core/scgi_parse.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_parse.c core/scgi_parse.c
+
+build-fuzz/fuzz_conn: fuzz/fuzz_conn.c $(FUZZ_CORE) core/*.h core/client.lua
+	$(MAKE) O=build-fuzz build-fuzz/client_lua.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_conn.c $(FUZZ_CORE) $(LUA_LIB) -lev -lm -pthread
+
+fuzz: build-fuzz/fuzz_parse build-fuzz/fuzz_conn
+	@mkdir -p build-fuzz/corpus-parse build-fuzz/corpus-conn
+	cd build-fuzz && ./fuzz_parse -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  corpus-parse ../fuzz/corpus/parse
+	cd build-fuzz && ./fuzz_conn -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -dict=../fuzz/conn.dict corpus-conn ../fuzz/corpus/conn
+
+fuzz-regress: build-fuzz/fuzz_parse build-fuzz/fuzz_conn
+	build-fuzz/fuzz_parse -runs=0 fuzz/corpus/parse
+	build-fuzz/fuzz_conn -runs=0 fuzz/corpus/conn $(wildcard fuzz/regressions/*)
+
+# Ten minutes (SOAK_SECONDS) of mixed traffic through nginx and direct; not part of make test.
+soak: all
+	SCGI_LUA=$(PROGRAM) $(LUA) soak/run.lua
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/scgi $(DESTDIR)$(LUADIR)/scgi
 	install -m 755 $(PROGRAM) $(DESTDIR)$(BINDIR)/scgi-lua
@@ -100,4 +132,4 @@ format-check:
 	clang-format --dry-run --Werror core/*.c core/*.h bench/*.c fuzz/*.c
 
 clean:
-	rm -rf build build-asan build-dev scgi-lua
+	rm -rf build build-asan build-dev build-fuzz scgi-lua

@@ -370,8 +370,19 @@ void conn_on_io(struct ev_loop *loop, ev_io *io, int revents) {
 
 void conn_on_timer(struct ev_loop *loop, ev_timer *t, int revents) {
   struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
-  (void)loop;
   (void)revents;
+  /* After a long handler run the timer and the socket's readiness come up in the same loop
+     iteration, timer first: a socket that is ready made progress in time, so serve it. */
+  if (c->fd >= 0 && ev_is_active(&c->io)) {
+    struct pollfd p = {.fd = c->fd,
+                       .events = (short)((c->io.events & EV_READ ? POLLIN : 0) |
+                                         (c->io.events & EV_WRITE ? POLLOUT : 0))};
+    if (poll(&p, 1, 0) == 1) {
+      ev_timer_again(loop, &c->timer);
+      conn_on_io(loop, &c->io, 0);
+      return;
+    }
+  }
   if (c->state != CONN_LINGER)
     slog_at(LOG_WARN, "#%llu %s %s: no progress for %g s while %s; closing",
             (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",

@@ -63,6 +63,17 @@ static void cpu_hook(lua_State *L, lua_Debug *ar) {
              w->cpu_allowance);
 }
 
+/* Lua's warnings (errors in __gc metamethods, warn()) go to the log; pieces are joined. */
+static void warnf(void *ud, const char *msg, int tocont) {
+  struct worker *w = ud;
+  size_t n = strlen(w->warn_buf);
+  if (n == 0 && !tocont && msg[0] == '@') return; /* control messages such as "@on" */
+  snprintf(w->warn_buf + n, sizeof w->warn_buf - n, "%s", msg);
+  if (tocont) return;
+  slog_at(LOG_WARN, "worker %d: Lua warning: %s", w->id, w->warn_buf);
+  w->warn_buf[0] = '\0';
+}
+
 static int panic(lua_State *L) {
   slog_at(LOG_ERROR, "unprotected Lua error: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
   return 0;
@@ -212,6 +223,7 @@ struct app *lstate_new(struct worker *w, const char *app, char *err, size_t errl
     return NULL;
   }
   lua_atpanic(L, panic);
+  lua_setwarnf(L, warnf, w);
   lstate_prepare(w, L);
   luaL_openlibs(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -239,10 +251,10 @@ struct app *lstate_new(struct worker *w, const char *app, char *err, size_t errl
   if (w->id == 0 && w->srv->cfg.reload_on_change) collect_files(w, L, app);
   a->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
-  if (w->srv->cfg.gc && strcmp(w->srv->cfg.gc, "incremental") == 0)
-    lua_gc(L, LUA_GCINC, 0, 0, 0);
-  else
+  if (w->srv->cfg.gc && strcmp(w->srv->cfg.gc, "generational") == 0)
     lua_gc(L, LUA_GCGEN, 0, 0);
+  else
+    lua_gc(L, LUA_GCINC, 0, 0, 0); /* see docs/design.md: GC */
   a->L = L;
   a->refs = 1;
   a->owned = 1;

@@ -296,10 +296,10 @@ int server_run(struct server *s, char *err, size_t errlen) {
   if (start_workers(s, err, errlen) < 0) goto fail;
   if (!drop && open_listener(s, err, errlen) < 0) goto fail;
   if (stats_start(s, err, errlen) < 0) goto fail;
+  start_signals(s); /* before the "listening" line: whoever reads it may signal at once */
   slog("listening on %s (%d worker%s)", s->lst.name, s->nworkers, s->nworkers == 1 ? "" : "s");
   if (s->stats_lst.fd >= 0) slog("stats on %s", s->stats_lst.name);
   if (s->cfg.memory_limit > 0) slog("Lua memory limit: %g MiB per worker", s->cfg.memory_limit);
-  start_signals(s);
   release_workers(s, 1);
   ev_run(s->loop, 0);
   stop_signals(s);

@@ -125,6 +125,7 @@ struct worker {
   atomic_int stop; /* 1: stop accepting and finish; 2: abandon now */
   int accepting;
   int emfile_logged;
+  char warn_buf[512]; /* a Lua warning being assembled */
   struct scgi_header *hdrs;
   char *scratch; /* drained bytes go here */
   uint64_t served, errors, spurious;
