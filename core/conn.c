@@ -85,18 +85,25 @@ void conn_pool_free(struct worker *w) {
 }
 
 /* Stops watching, closes the descriptor; frees the conn unless a coroutine still holds it. */
+static void conn_gone(struct conn *c, int err);
+
+/* A coroutine still running after the close (the handler closed the client and went on, e.g.
+   into scgi.sleep) keeps its own wait and its budget: it is freed when it ends or is stopped. */
 void conn_close(struct conn *c) {
   struct ev_loop *loop = c->w->loop;
   if (c->state != CONN_CLOSED) {
     ev_io_stop(loop, &c->io);
     ev_timer_stop(loop, &c->timer);
-    ev_timer_stop(loop, &c->budget);
     close(c->fd);
     c->fd = -1;
     c->state = CONN_CLOSED;
-    c->wait = WAIT_NONE;
+    if (c->wait == WAIT_READ || c->wait == WAIT_WRITE) { /* parked on this socket: wake it */
+      conn_gone(c, EPIPE);
+      conn_resume_later(c);
+    }
   }
   if (c->co == NULL) {
+    ev_timer_stop(loop, &c->budget);
     ev_timer_stop(loop, &c->wake);
     conn_free(c);
   }
