@@ -83,11 +83,6 @@ end
 return M
 ]==]
 
--- What scgi-lua --wsapi will do with the app file, done by hand until the flag exists.
-local SERVER = [==[
-local file = debug.getinfo(1, "S").source:match("^@(.*/)") .. "wsapp.lua"
-return require("scgi.wsapi").wrap_app(dofile(file), file)
-]==]
 
 -- The same app handed to scgi.wsapi as a plain function, with options.
 local SERVER_FN = [==[
@@ -101,9 +96,9 @@ describe("scgi.wsapi", function()
   setup(function()
     dir = H.tmpdir()
     H.write_file(dir .. "/wsapp.lua", APP)
-    H.write_file(dir .. "/server.lua", SERVER)
     H.write_file(dir .. "/server_fn.lua", SERVER_FN)
-    srv = H.start(dir .. "/server.lua", { workers = 1 })
+    -- the WSAPI app file as it is, run by the program's --wsapi flag
+    srv = H.start(dir .. "/wsapp.lua", { workers = 1, args = { "--wsapi" } })
     srv_fn = H.start(dir .. "/server_fn.lua", { workers = 1 })
     ng = H.nginx(srv.addr)
   end)
