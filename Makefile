@@ -37,6 +37,8 @@ CORE_OBJ = $(CORE:%=$(O)/%.o)
 PROGRAM = $(O)/scgi-lua
 MODULE = $(O)/scgi/core.so
 
+
+.PHONY: deps-test
 .PHONY: all test test-c test-spec run install uninstall clean asan bench fuzz fuzz-regress soak format \
   format-check
 
@@ -69,8 +71,12 @@ $(O)/test_parse: core/test_parse.c core/scgi_parse.c core/scgi_parse.h
 	  -fno-sanitize-recover=all -o $@ core/test_parse.c core/scgi_parse.c
 
 # The C parser tests (under ASan and UBSan) and the busted specs; ends with "N passed, N failed".
-test: all $(O)/test_parse
+test: deps-test
+	@$(MAKE) --no-print-directory all $(O)/test_parse
 	@sh spec/run.sh $(O)
+
+deps-test:
+	@sh .ci/deps.sh test
 
 test-c: $(O)/test_parse
 	$(O)/test_parse

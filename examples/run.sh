@@ -5,20 +5,7 @@ set -e
 cd "$(dirname "$0")/.."
 APP=${APP:-examples/hello.lua}
 PORT=${PORT:-8080}
-need=""
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
-[ -f /usr/include/lua5.4/lua.h ] || need="$need liblua5.4-dev lua5.4"
-[ -f /usr/include/ev.h ] || need="$need libev-dev"
-command -v cc >/dev/null 2>&1 || need="$need build-essential"
-if [ -n "$need" ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
-  else
-    echo "missing packages:$need (install them with apt-get as root)"; exit 1
-  fi
-fi
+sh .ci/deps.sh build || exit 1
 make
 dir=$(mktemp -d /tmp/scgi-run.XXXXXX)
 chmod 755 "$dir"
