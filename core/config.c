@@ -30,7 +30,7 @@ static const struct option_def options[] = {
     OPT("max-connections", K_INT, max_connections, 1, 1000000),
     OPT("grace", K_SECONDS, grace, 0, 1e9),
     OPT("request-timeout", K_SECONDS, request_timeout, 0.001, 1e9),
-    OPT("cpu-limit", K_SECONDS, cpu_limit, 0.001, 1e9),
+    OPT("cpu-limit", K_SECONDS, cpu_limit, 0, 1e9),
     OPT("memory-limit", K_NUMBER, memory_limit, 0, 1e9),
     OPT("accept", K_STRING, accept, 0, 0),
     OPT("reload-on-change", K_FLAG, reload_on_change, 0, 1),
@@ -59,8 +59,8 @@ const char config_help[] =
     "  --grace SECONDS         time in-flight requests get after SIGTERM (default: 30)\n"
     "  --request-timeout SECONDS  budget of one request from accept to close; then 504\n"
     "                          (default: 60)\n"
-    "  --cpu-limit SECONDS     time a handler may run Lua without yielding; then 500 or 504\n"
-    "                          (default: 10)\n"
+    "  --cpu-limit SECONDS     time a handler may run Lua without yielding; then 500 or 504;\n"
+    "                          0 turns the guard and the time slices off (default: 10)\n"
     "  --memory-limit MB       Lua memory per worker state, 0 for none (default: 0)\n"
     "  --accept MODE           exclusive: one worker wakes per client (EPOLLEXCLUSIVE);\n"
     "                          shared: every idle worker wakes (default: exclusive)\n"

@@ -277,9 +277,11 @@ void conn_respond_error(struct conn *c, int status, const char *why) {
 /* Keeps the method and URI for the log lines. */
 static void set_request_line(struct conn *c, const struct scgi_header *h, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    if (h[i].name_len == 14 && memcmp(h[i].name, "REQUEST_METHOD", 14) == 0)
-      snprintf(c->method, sizeof c->method, "%s", h[i].value);
-    else if (h[i].name_len == 11 && memcmp(h[i].name, "REQUEST_URI", 11) == 0 && c->uri == NULL)
+    if (h[i].name_len == 14 && memcmp(h[i].name, "REQUEST_METHOD", 14) == 0) {
+      size_t n_m = h[i].value_len < sizeof c->method - 1 ? h[i].value_len : sizeof c->method - 1;
+      memcpy(c->method, h[i].value, n_m);
+      c->method[n_m] = '\0';
+    } else if (h[i].name_len == 11 && memcmp(h[i].name, "REQUEST_URI", 11) == 0 && c->uri == NULL)
       c->uri = strdup(h[i].value);
   }
 }
