@@ -112,14 +112,15 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents) {
   }
 }
 
-/* Waits for clients: by default through a private epoll set holding the listener with
-   EPOLLEXCLUSIVE (libev cannot pass that flag), so one worker wakes per client; "shared" watches
-   the listener itself, and every idle worker wakes. docs/design.md has the measurements. */
+/* Waits for clients by watching the shared listener (--accept shared, the default). "exclusive"
+   puts the listener in a private epoll set with EPOLLEXCLUSIVE and watches that set; measured in
+   docs/accept.md, it still wakes every idle worker (the kernel only stops at an exclusive entry
+   when a thread sleeps on that very set), so it stays an option for measurement only. */
 static int worker_listen(struct worker *w) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
   const char *mode = w->srv->cfg.accept;
   int fd = w->srv->listen_fd;
-  if (mode == NULL || strcmp(mode, "exclusive") == 0) {
+  if (mode && strcmp(mode, "exclusive") == 0) {
     w->ep_fd = epoll_create1(EPOLL_CLOEXEC);
     if (w->ep_fd < 0 || epoll_ctl(w->ep_fd, EPOLL_CTL_ADD, fd, &ev) < 0) return -1;
     fd = w->ep_fd;
