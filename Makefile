@@ -97,8 +97,9 @@ bench:
 # in build-fuzz/ from the seeds in fuzz/corpus/; fuzz-regress replays seeds and regressions once.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
-FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c11 \
-  -D_GNU_SOURCE -I$(LUA_INCDIR) -Ibuild-fuzz
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+  -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -I$(LUA_INCDIR) -Ibuild-fuzz
+FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -timeout=25 -print_final_stats=1
 FUZZ_CORE = $(filter-out core/main.c core/test_parse.c,$(wildcard core/*.c))
 
 build-fuzz/fuzz_parse: fuzz/fuzz_parse.c core/scgi_parse.c core/scgi_parse.h
@@ -111,14 +112,12 @@ build-fuzz/fuzz_conn: fuzz/fuzz_conn.c $(FUZZ_CORE) core/*.h core/client.lua
 
 fuzz: build-fuzz/fuzz_parse build-fuzz/fuzz_conn
 	@mkdir -p build-fuzz/corpus-parse build-fuzz/corpus-conn
-	cd build-fuzz && ./fuzz_parse -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  corpus-parse ../fuzz/corpus/parse
-	cd build-fuzz && ./fuzz_conn -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  -dict=../fuzz/conn.dict corpus-conn ../fuzz/corpus/conn
+	cd build-fuzz && ./fuzz_parse $(FUZZ_RUN) corpus-parse ../fuzz/corpus/parse
+	cd build-fuzz && ./fuzz_conn $(FUZZ_RUN) -dict=../fuzz/conn.dict corpus-conn ../fuzz/corpus/conn
 
 fuzz-regress: build-fuzz/fuzz_parse build-fuzz/fuzz_conn
-	build-fuzz/fuzz_parse -runs=0 fuzz/corpus/parse
-	build-fuzz/fuzz_conn -runs=0 fuzz/corpus/conn $(wildcard fuzz/regressions/*)
+	build-fuzz/fuzz_parse -runs=0 fuzz/corpus/parse $(wildcard fuzz/regressions/parse)
+	build-fuzz/fuzz_conn -runs=0 fuzz/corpus/conn $(wildcard fuzz/regressions/conn)
 
 # Ten minutes (SOAK_SECONDS) of mixed traffic through nginx and direct; not part of make test.
 soak: all

@@ -456,32 +456,15 @@ int main(int argc, char **argv) {
   int opt;
   while ((opt = getopt(argc, argv, "a:c:t:d:n:w:b:T:h")) != -1) {
     switch (opt) {
-    case 'a':
-      addr = optarg;
-      break;
-    case 'c':
-      conns = (int)parse_num(optarg, 1, 1000000);
-      break;
-    case 't':
-      nthreads = (int)parse_num(optarg, 1, 4096);
-      break;
-    case 'd':
-      duration = parse_num(optarg, 0.001, 1e7);
-      break;
-    case 'n':
-      total_requests = (long long)parse_num(optarg, 1, 1e15);
-      break;
-    case 'w':
-      warmup = parse_num(optarg, 0, 1e7);
-      break;
-    case 'b':
-      body = (long long)parse_num(optarg, 0, 1ull << 32);
-      break;
-    case 'T':
-      timeout_ns = (uint64_t)(parse_num(optarg, 0.001, 1e6) * 1e9);
-      break;
-    default:
-      usage();
+    case 'a': addr = optarg; break;
+    case 'c': conns = (int)parse_num(optarg, 1, 1000000); break;
+    case 't': nthreads = (int)parse_num(optarg, 1, 4096); break;
+    case 'd': duration = parse_num(optarg, 0.001, 1e7); break;
+    case 'n': total_requests = (long long)parse_num(optarg, 1, 1e15); break;
+    case 'w': warmup = parse_num(optarg, 0, 1e7); break;
+    case 'b': body = (long long)parse_num(optarg, 0, 1ull << 32); break;
+    case 'T': timeout_ns = (uint64_t)(parse_num(optarg, 0.001, 1e6) * 1e9); break;
+    default: usage();
     }
   }
   if (!addr || optind != argc) usage();

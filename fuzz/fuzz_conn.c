@@ -27,8 +27,8 @@
               bit 5  a full Lua GC between chunks (parked coroutines and clients must survive)
               bit 6  stall: --timeout is 1 ms, and the loop waits up to 50 ms for the timers
                      after the last chunk, before the peers end
-              bit 7  --request-timeout and --cpu-limit are 1 ms (504s and 500s, handlers stopped
-                     by the budget or the CPU guard)
+              bit 7  --request-timeout is 4 ms and --cpu-limit 1 ms (504s and 500s, handlers
+                     stopped by the budget or the CPU guard)
      byte 1   bits 0-3: N, the number of chunk-size bytes that follow
               bit 4  two loop turns between chunks instead of one
               bit 5  reload (as SIGHUP does) after the first chunk: requests in flight finish on
@@ -88,7 +88,7 @@
 #define STALL_WAIT 0.05     /* how long stall mode lets the timers run */
 #define SETTLE_LIMIT 5.0    /* seconds a connection whose peer went away may take to be freed */
 #define BUDGET 30.0         /* --request-timeout, except in budget mode */
-#define SHORT_BUDGET 0.001  /* --request-timeout in budget mode */
+#define SHORT_BUDGET 0.004  /* --request-timeout in budget mode: over SHORT_CPU_LIMIT */
 #define MAX_PEERS 5
 #define CROWD (MAX_CONNS + 1)
 #define CPU_LIMIT 5.0

@@ -201,6 +201,9 @@ local block = #scgi(at_limit):match(":(.*),$")
 at_limit[#at_limit + 1] = { "HTTP_PAD", ("p"):rep(4096 - block - 10) }
 assert(#scgi(at_limit):match(":(.*),$") == 4096)
 seed("limit_header_4096", 0, {}, 1, scgi(at_limit))
+local sixty = { { "CONTENT_LENGTH", "5" }, { "SCGI", "1" }, { "REQUEST_URI", "/lq" } }
+for i = 1, 60 do sixty[#sixty + 1] = { "HTTP_X_" .. i, tostring(i) } end -- past the cached slots
+seed("many_headers_63", 0, {}, 1, scgi(sixty, "body\n"))
 mal("oversized_body", scgi({ { "CONTENT_LENGTH", "70000" }, { "SCGI", "1" } }, ("x"):rep(100)))
 seed("limit_body_65536", F_DRAIN, { 8192, 8192, 8192, 8192, 8192, 8192, 8192, 8192 }, 1,
   scgi({ { "CONTENT_LENGTH", "65536" }, { "SCGI", "1" }, { "REQUEST_URI", "/K" } }, ("y"):rep(65536)))
