@@ -245,3 +245,18 @@ const char *config_default_socket(char *buf, size_t len) {
   snprintf(buf, len, "/tmp/%lu/scgi", (unsigned long)getuid());
   return buf;
 }
+
+/* Checks what needs more than one value's syntax; -1 with a one-line message in err. */
+int config_check(const struct scgi_config *cfg, char *err, size_t errlen) {
+  const char *a = cfg->stats;
+  if (a && strncmp(a, "unix:", 5) != 0 && a[0] != '/' && a[0] != '.' &&
+      strncmp(a, "127.", 4) != 0 && strncmp(a, "[::1]:", 6) != 0 &&
+      strncmp(a, "localhost:", 10) != 0) {
+    snprintf(err, errlen,
+             "invalid value for --stats: '%s' (the endpoint has no authentication: give it a "
+             "unix path or a loopback address, 127.0.0.1:PORT or [::1]:PORT)",
+             a);
+    return -1;
+  }
+  return 0;
+}

@@ -45,6 +45,9 @@ int config_set(struct scgi_config *cfg, const char *name, const char *value, cha
 /* Returns 1 if NAME is an option that takes a value, 2 for a flag that takes none, 0 if unknown. */
 int config_known(const char *name);
 
+/* Checks what needs more than one value's syntax; -1 with a one-line message in err. */
+int config_check(const struct scgi_config *cfg, char *err, size_t errlen);
+
 /* The default socket path, /tmp/<uid>/scgi, written into buf. */
 const char *config_default_socket(char *buf, size_t len);
 

@@ -1,5 +1,8 @@
-/* conn.c: one connection's state machine: read the header block, run the handler, flush, drain,
-   close. Every socket call is non-blocking; waiting is done by the worker's loop. */
+/* conn.c: one client connection: read the header block, hand the request to its owner, carry
+   the owner's reads and writes, flush, drain, close. Every socket call is non-blocking; waiting
+   is done by the worker's loop. Connections over --max-connections get a 503 from a reserve. */
+#include "conn.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -8,13 +11,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "log.h"
 #include "server.h"
+#include "worker.h"
 
-#define IN_START 4096
-#define OUT_CAP (64 * 1024)
-#define CONN_POOL 256 /* idle conns a worker keeps, with their buffers */
+#define IN_START 4096          /* the header block's first buffer */
+#define OUT_CAP (64 * 1024)    /* the response buffer; larger writes go straight out */
+#define IN_KEEP (64 * 1024)    /* a body buffer grown past IN_SHRINK is cut back to this */
+#define IN_SHRINK (256 * 1024) /* once drained */
+#define CONN_POOL 256          /* idle conns a worker keeps, with their buffers */
+#define REFUSAL_RESERVE 64     /* refused connections a worker answers and drains at once */
+#define REFUSAL_LINGER 2.0     /* seconds a refused connection may take to close */
+#define FLUSH_MIN 1.0          /* seconds a response gets to flush after its budget ran out */
 
-static const char *reason_phrase(int status) {
+static const char *logm(const struct conn *c) { return c->rec.method[0] ? c->rec.method : "-"; }
+static const char *logu(const struct conn *c) { return c->rec.uri ? c->rec.uri : "-"; }
+
+const char *conn_reason(int status) {
   switch (status) {
   case 400: return "Bad Request";
   case 413: return "Content Too Large";
@@ -26,17 +40,19 @@ static const char *reason_phrase(int status) {
   }
 }
 
+/* ---- lifetime ---- */
+
 static void conn_free(struct conn *c) {
   struct worker *w = c->w;
-  if (c->method[0] || c->status) stats_request_done(c);
+  if (c->rec.method[0] || c->rec.status) stats_request_done(w, &c->rec);
   if (c->prev)
     c->prev->next = c->next;
   else
     w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   w->nconns--;
-  stat_set(&w->st.active, w->nconns);
-  free(c->uri);
+  stat_set(&w->st.active_connections, w->nconns);
+  free(c->rec.uri);
   if (w->nfree < CONN_POOL && c->in_cap == IN_START && (c->out == NULL || c->out_cap == OUT_CAP)) {
     c->next = w->free_conns; /* keep the struct and its buffers for the next connection */
     w->free_conns = c;
@@ -72,7 +88,6 @@ static struct conn *conn_alloc(struct worker *w) {
   return c;
 }
 
-/* Frees the pool (the worker is going away). */
 void conn_pool_free(struct worker *w) {
   while (w->free_conns) {
     struct conn *c = w->free_conns;
@@ -84,32 +99,19 @@ void conn_pool_free(struct worker *w) {
   w->nfree = 0;
 }
 
-/* Stops watching, closes the descriptor; frees the conn unless a coroutine still holds it. */
-static void conn_gone(struct conn *c, int err);
-
-/* A coroutine still running after the close (the handler closed the client and went on, e.g.
-   into scgi.sleep) keeps its own wait and its budget: it is freed when it ends or is stopped. */
-void conn_close(struct conn *c) {
+static void conn_close(struct conn *c) {
   struct ev_loop *loop = c->w->loop;
-  if (c->state != CONN_CLOSED) {
-    ev_io_stop(loop, &c->io);
-    ev_timer_stop(loop, &c->timer);
-    close(c->fd);
-    c->fd = -1;
-    c->state = CONN_CLOSED;
-    if (c->wait == WAIT_READ || c->wait == WAIT_WRITE) { /* parked on this socket: wake it */
-      conn_gone(c, EPIPE);
-      conn_resume_later(c);
-    }
-  }
-  if (c->co == NULL) {
-    ev_timer_stop(loop, &c->budget);
-    ev_timer_stop(loop, &c->wake);
-    conn_free(c);
-  }
+  ev_io_stop(loop, &c->io);
+  ev_timer_stop(loop, &c->timer);
+  ev_timer_stop(loop, &c->budget);
+  close(c->fd);
+  c->fd = -1;
+  conn_free(c);
 }
 
-/* Waits for the descriptor to become readable or writable, with the inactivity timer running. */
+/* ---- waiting ---- */
+
+/* Watches the descriptor for events, with the inactivity timer running. */
 static void conn_watch(struct conn *c, int events) {
   struct ev_loop *loop = c->w->loop;
   if (!ev_is_active(&c->io) || (c->io.events & (EV_READ | EV_WRITE)) != events) {
@@ -125,38 +127,135 @@ static void conn_unwatch(struct conn *c) {
   ev_timer_stop(c->w->loop, &c->timer);
 }
 
-void conn_park(struct conn *c, enum conn_wait wait) {
-  c->wait = wait;
-  conn_watch(c, wait == WAIT_READ ? EV_READ : EV_WRITE);
+void conn_wait(struct conn *c, int events) {
+  c->waiting = 1;
+  conn_watch(c, events);
 }
 
-static void conn_gone(struct conn *c, int err) {
-  c->peer_gone = 1;
+void conn_unwait(struct conn *c) {
+  if (!c->waiting) return;
+  c->waiting = 0;
+  conn_unwatch(c);
+}
+
+void conn_set_gone(struct conn *c, int err) {
+  if (c->gone) return;
+  c->gone = 1;
   c->err = err;
 }
 
-int conn_flush(struct conn *c) {
-  if (c->bytes_out == 0 && c->out_off == 0) stats_note_status(c, c->out, c->out_len);
-  while (c->out_off < c->out_len) {
-    ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-    if (n > 0) {
-      c->out_off += (size_t)n;
-      c->bytes_out += (uint64_t)n;
-      continue;
+/* Whether the web server is still there: a unix socket peer that closed shows as POLLHUP; over
+   TCP a FIN shows only as POLLRDHUP, and SCGI clients never half-close, so it counts too. */
+int conn_alive(struct conn *c) {
+  if (c->gone || c->fd < 0) return 0;
+  struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+  short gone = POLLHUP | POLLERR | (c->w->srv->lst.is_unix ? 0 : POLLRDHUP);
+  if (poll(&p, 1, 0) == 1 && (p.revents & gone)) conn_set_gone(c, EPIPE);
+  return !c->gone;
+}
+
+/* Arms the budget timer for the phases no request owns: until the deadline, with at least
+   FLUSH_MIN to send a response. */
+static void conn_arm_budget(struct conn *c, double min) {
+  struct ev_loop *loop = c->w->loop;
+  ev_timer_stop(loop, &c->budget);
+  if (c->deadline <= 0) return;
+  double left = c->deadline - clock_now();
+  ev_timer_set(&c->budget, left > min ? left : min, 0.);
+  ev_timer_start(loop, &c->budget);
+}
+
+/* ---- writing ---- */
+
+/* The first bytes of a response: its status for the log, and a warning (counted as an error)
+   when they are not a CGI head the web server accepts. */
+static void note_head(struct conn *c, const char *p, size_t n) {
+  const char *why = NULL;
+  if (c->rec.head_checked || c->rec.bytes_out > 0) return;
+  if (stats_note_head(&c->rec, p, n, &why) < 0) {
+    slog_at(LOG_WARN,
+            "#%llu %s %s: the response does not start with a CGI head (%s): the web server "
+            "answers 502",
+            (unsigned long long)c->rec.id, logm(c), logu(c), why);
+    stat_add(&c->w->st.bad_heads, 1);
+    stat_add(&c->w->st.errors, 1);
+  }
+}
+
+/* Sends p[0..n): bytes sent, 0 when the socket is full, -1 when the peer is gone. */
+static ssize_t send_some(struct conn *c, const char *p, size_t n) {
+  for (;;) {
+    ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL);
+    if (r > 0) {
+      c->rec.bytes_out += (uint64_t)r;
+      return r;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
-    conn_gone(c, n < 0 ? errno : EPIPE);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    conn_set_gone(c, r < 0 ? errno : EPIPE);
     return -1;
   }
+}
+
+int conn_flush(struct conn *c) {
+  if (c->gone) return CONN_GONE;
+  if (c->out_off == 0) note_head(c, c->out, c->out_len);
+  while (c->out_off < c->out_len) {
+    ssize_t n = send_some(c, c->out + c->out_off, c->out_len - c->out_off);
+    if (n < 0) return CONN_GONE;
+    if (n == 0) return CONN_WAIT;
+    c->out_off += (size_t)n;
+  }
   c->out_off = c->out_len = 0;
+  return CONN_DONE;
+}
+
+static int ensure_out(struct conn *c) {
+  if (c->out) return 0;
+  c->out = malloc(OUT_CAP);
+  if (c->out == NULL) return -1;
+  c->out_cap = OUT_CAP;
   return 0;
 }
 
+int conn_write(struct conn *c, const char *s, size_t len, size_t *off) {
+  if (c->gone) return CONN_GONE;
+  if (ensure_out(c) < 0) {
+    conn_set_gone(c, ENOMEM);
+    return CONN_GONE;
+  }
+  while (*off < len) {
+    size_t k = len - *off, room = c->out_cap - c->out_len;
+    if (c->out_len == 0 && k >= c->out_cap) { /* a large piece: straight out, no copy */
+      note_head(c, s + *off, k);
+      ssize_t n = send_some(c, s + *off, k);
+      if (n < 0) return CONN_GONE;
+      if (n == 0) return CONN_WAIT;
+      *off += (size_t)n;
+      continue;
+    }
+    if (room == 0) {
+      int r = conn_flush(c);
+      if (r != CONN_DONE) return r;
+      continue;
+    }
+    if (k > room) k = room;
+    memcpy(c->out + c->out_len, s + *off, k);
+    c->out_len += k;
+    *off += k;
+  }
+  return CONN_DONE;
+}
+
+int conn_sent(const struct conn *c) { return c->rec.bytes_out > 0; }
+int conn_wrote(const struct conn *c) { return c->rec.bytes_out > 0 || c->out_len > 0; }
+
+/* ---- reading the body ---- */
+
 int conn_fill(struct conn *c, size_t want) {
   size_t avail = c->in_len - c->in_off;
-  if (avail >= want) return 0;
-  if (c->peer_gone) return -1;
+  if (avail >= want) return CONN_DONE;
+  if (c->gone) return CONN_GONE;
   if (c->in_off > 0) {
     memmove(c->in, c->in + c->in_off, avail);
     c->in_len = avail;
@@ -166,8 +265,8 @@ int conn_fill(struct conn *c, size_t want) {
     size_t cap = c->in_cap * 2 > want ? c->in_cap * 2 : want;
     char *p = realloc(c->in, cap);
     if (p == NULL) {
-      conn_gone(c, ENOMEM);
-      return -1;
+      conn_set_gone(c, ENOMEM);
+      return CONN_GONE;
     }
     c->in = p;
     c->in_cap = cap;
@@ -175,28 +274,50 @@ int conn_fill(struct conn *c, size_t want) {
   for (;;) {
     uint64_t on_socket = c->content_length - c->body_recv;
     size_t room = c->in_cap - c->in_len;
-    if (on_socket == 0) return 0;
+    if (on_socket == 0) return CONN_DONE;
     ssize_t n = recv(c->fd, c->in + c->in_len, room < on_socket ? room : (size_t)on_socket, 0);
     if (n > 0) {
       c->in_len += (size_t)n;
       c->body_recv += (uint64_t)n;
-      c->bytes_in += (uint64_t)n;
-      if (c->in_len - c->in_off >= want) return 0;
+      c->rec.bytes_in += (uint64_t)n;
+      if (c->in_len - c->in_off >= want) return CONN_DONE;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
-    conn_gone(c, n < 0 ? errno : EPIPE);
-    return -1;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return CONN_WAIT;
+    conn_set_gone(c, n < 0 ? errno : EPIPE);
+    return CONN_GONE;
   }
 }
+
+size_t conn_body(const struct conn *c, const char **p) {
+  *p = c->in + c->in_off;
+  return c->in_len - c->in_off;
+}
+
+void conn_consume(struct conn *c, size_t n) {
+  c->in_off += n;
+  c->body_read += n;
+  if (c->in_off == c->in_len && c->in_cap > IN_SHRINK) {
+    char *p = realloc(c->in, IN_KEEP);
+    if (p) {
+      c->in = p;
+      c->in_cap = IN_KEEP;
+    }
+    c->in_off = c->in_len = 0;
+  }
+}
+
+uint64_t conn_body_left(const struct conn *c) { return c->content_length - c->body_read; }
+
+/* ---- ending ---- */
 
 /* Reads and discards what the peer still sends; closes at EOF. */
 static void conn_linger(struct conn *c) {
   for (;;) {
     ssize_t n = recv(c->fd, c->w->scratch, 65536, 0);
     if (n > 0) {
-      c->bytes_in += (uint64_t)n;
+      c->rec.bytes_in += (uint64_t)n;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -209,10 +330,10 @@ static void conn_linger(struct conn *c) {
   }
 }
 
-/* Called when the response is fully written. */
-static void conn_sent(struct conn *c) {
+/* The response is out: closing with body bytes unread would make the kernel reset the
+   connection (nginx then answers 502), so those are drained first. */
+static void conn_done_sending(struct conn *c) {
   if (c->body_recv < c->content_length) {
-    /* unread body: closing now would make the kernel reset the connection */
     shutdown(c->fd, SHUT_WR);
     c->state = CONN_LINGER;
     conn_linger(c);
@@ -223,67 +344,76 @@ static void conn_sent(struct conn *c) {
 
 static void conn_flush_step(struct conn *c) {
   int r = conn_flush(c);
-  if (r == 1) {
+  if (r == CONN_WAIT) {
     conn_watch(c, EV_WRITE);
-  } else if (r < 0) {
+  } else if (r == CONN_GONE) {
     conn_close(c);
   } else {
     conn_unwatch(c);
-    conn_sent(c);
+    conn_done_sending(c);
   }
 }
 
-/* The handler is done with the connection: send what is buffered, then close. */
-void conn_finish(struct conn *c) {
-  if (c->state != CONN_RUN) return;
+void conn_end(struct conn *c) {
+  c->owner = NULL;
+  c->waiting = 0;
   c->state = CONN_FLUSH;
-  c->wait = WAIT_NONE;
-  if (c->peer_gone) {
-    if (c->bytes_out == 0) c->status = 499; /* nginx's "client closed request" */
+  conn_unwatch(c);
+  if (c->gone) {
+    if (c->rec.bytes_out == 0 && c->rec.status == 0)
+      c->rec.status = 499; /* nginx's "client closed request" */
     conn_close(c);
     return;
   }
+  conn_arm_budget(c, FLUSH_MIN);
   conn_flush_step(c);
 }
 
-void conn_respond_error(struct conn *c, int status, const char *why) {
-  const char *phrase = reason_phrase(status);
-  if (c->peer_gone) { /* nobody to answer: the web server went away */
-    c->status = c->status ? c->status : 499;
-    conn_close(c);
-    return;
-  }
-  if (why)
-    slog_at(status >= 500 ? LOG_ERROR : LOG_WARN, "#%llu %s %s: %d %s: %s",
-            (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
-            status, phrase, why);
-  if (c->out == NULL) {
-    c->out = malloc(OUT_CAP);
-    c->out_cap = c->out ? OUT_CAP : 0;
-  }
-  if (c->out == NULL) {
-    conn_close(c);
-    return;
-  }
-  c->status = status;
-  int n = snprintf(c->out, c->out_cap, "Status: %d %s\r\nContent-Type: text/plain\r\n\r\n%d %s\n",
-                   status, phrase, status, phrase);
-  c->out_len = (size_t)n;
-  c->out_off = 0;
-  c->state = CONN_RUN;
-  conn_finish(c);
+void conn_cut(struct conn *c) {
+  c->out_len = c->out_off = 0;
+  conn_end(c);
 }
 
-/* Keeps the method and URI for the log lines. */
-static void set_request_line(struct conn *c, const struct scgi_header *h, size_t n) {
+void conn_reply(struct conn *c, int status, const char *why) {
+  const char *phrase = conn_reason(status);
+  if (why)
+    slog_at(status >= 500 ? LOG_ERROR : LOG_WARN, "#%llu %s %s: %d %s: %s",
+            (unsigned long long)c->rec.id, logm(c), logu(c), status, phrase, why);
+  c->out_len = c->out_off = 0;
+  if (!c->gone && ensure_out(c) == 0) {
+    int n = snprintf(c->out, c->out_cap, "Status: %d %s\r\nContent-Type: text/plain\r\n\r\n%d %s\n",
+                     status, phrase, status, phrase);
+    c->out_len = (size_t)n;
+    c->rec.status = status;
+    c->rec.head_checked = 1;
+  }
+  conn_end(c);
+}
+
+/* ---- the request head ---- */
+
+/* Keeps the method and URI for the log lines, and warns when nginx 1.22's unbuffered uploads
+   make CONTENT_LENGTH disagree with the client's Content-Length. */
+static void note_request(struct conn *c, const struct scgi_header *h, size_t n) {
+  const char *http_cl = NULL;
   for (size_t i = 0; i < n; i++) {
     if (h[i].name_len == 14 && memcmp(h[i].name, "REQUEST_METHOD", 14) == 0) {
-      size_t n_m = h[i].value_len < sizeof c->method - 1 ? h[i].value_len : sizeof c->method - 1;
-      memcpy(c->method, h[i].value, n_m);
-      c->method[n_m] = '\0';
-    } else if (h[i].name_len == 11 && memcmp(h[i].name, "REQUEST_URI", 11) == 0 && c->uri == NULL)
-      c->uri = strdup(h[i].value);
+      size_t m =
+          h[i].value_len < sizeof c->rec.method - 1 ? h[i].value_len : sizeof c->rec.method - 1;
+      memcpy(c->rec.method, h[i].value, m);
+      c->rec.method[m] = '\0';
+    } else if (h[i].name_len == 11 && memcmp(h[i].name, "REQUEST_URI", 11) == 0) {
+      if (c->rec.uri == NULL) c->rec.uri = strdup(h[i].value);
+    } else if (h[i].name_len == 19 && memcmp(h[i].name, "HTTP_CONTENT_LENGTH", 19) == 0) {
+      http_cl = h[i].value;
+    }
   }
+  if (http_cl && strcmp(http_cl, h[0].value) != 0)
+    slog_at(LOG_WARN,
+            "#%llu %s %s: CONTENT_LENGTH %s but the client sent Content-Length %s: the web "
+            "server passes a partial length (nginx 1.22 with scgi_request_buffering off); the "
+            "handler sees %s bytes of body",
+            (unsigned long long)c->rec.id, logm(c), logu(c), h[0].value, http_cl, h[0].value);
 }
 
 static void conn_dispatch(struct conn *c, size_t consumed, size_t nh, uint64_t content_length) {
@@ -297,16 +427,18 @@ static void conn_dispatch(struct conn *c, size_t consumed, size_t nh, uint64_t c
   }
   c->in_off = consumed;
   c->body_recv = extra;
-  c->state = CONN_RUN;
-  set_request_line(c, w->hdrs, nh);
+  c->state = CONN_OPEN;
+  note_request(c, w->hdrs, nh);
   if (limit && content_length > limit) {
     char why[96];
     snprintf(why, sizeof why, "body of %llu bytes is over the limit of %llu",
              (unsigned long long)content_length, (unsigned long long)limit);
-    conn_respond_error(c, 413, why);
+    conn_reply(c, 413, why);
     return;
   }
-  if (lstate_start(c, w->hdrs, nh) < 0) conn_respond_error(c, 500, "cannot start the handler");
+  ev_timer_stop(w->loop, &c->budget); /* the request keeps the budget now */
+  if (w->handler->start(c, w->hdrs, nh, c->repeated) < 0)
+    conn_reply(c, 500, "cannot start the handler: out of memory");
 }
 
 static void conn_read_head(struct conn *c) {
@@ -317,7 +449,8 @@ static void conn_read_head(struct conn *c) {
       size_t cap = c->in_cap * 2 < limit ? c->in_cap * 2 : limit;
       char *p = cap > c->in_cap ? realloc(c->in, cap) : NULL;
       if (p == NULL) {
-        conn_respond_error(c, 431, "header block does not fit");
+        c->content_length = UINT64_MAX;
+        conn_reply(c, 431, "header block does not fit");
         return;
       }
       c->in = p;
@@ -327,7 +460,7 @@ static void conn_read_head(struct conn *c) {
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
       if (c->in_len > 0)
         slog_at(LOG_WARN, "#%llu connection closed before the header block was complete",
-                (unsigned long long)c->id);
+                (unsigned long long)c->rec.id);
       conn_close(c);
       return;
     }
@@ -337,47 +470,57 @@ static void conn_read_head(struct conn *c) {
       return;
     }
     c->in_len += (size_t)n;
-    c->bytes_in += (uint64_t)n;
+    c->rec.bytes_in += (uint64_t)n;
     size_t nh = SCGI_MAX_HEADERS;
     uint64_t cl = 0;
     const char *why = NULL;
-    int r =
-        scgi_parse_request(c->in, c->in_len, w->srv->cfg.max_header_size, w->hdrs, &nh, &cl, &why);
+    int repeated = 0;
+    int r = scgi_parse_request(c->in, c->in_len, w->srv->cfg.max_header_size, w->hdrs, &nh, &cl,
+                               &repeated, &why);
     if (r == SCGI_PARSE_INCOMPLETE) continue;
     conn_unwatch(c);
     if (r > 0) {
+      c->repeated = repeated != 0;
       conn_dispatch(c, (size_t)r, nh, cl);
     } else {
       c->content_length = UINT64_MAX; /* framing unknown: linger until the peer closes */
-      c->state = CONN_RUN;
-      conn_respond_error(c, r == SCGI_PARSE_TOO_LARGE ? 431 : 400, why);
+      c->state = CONN_OPEN;
+      conn_reply(c, r == SCGI_PARSE_TOO_LARGE ? 431 : 400, why);
     }
     return;
   }
 }
 
-void conn_on_io(struct ev_loop *loop, ev_io *io, int revents) {
+/* ---- events ---- */
+
+static void conn_on_io(struct ev_loop *loop, ev_io *io, int revents) {
   struct conn *c = (struct conn *)io;
-  (void)loop;
   (void)revents;
   switch (c->state) {
   case CONN_HEAD: conn_read_head(c); break;
-  case CONN_RUN:
-    if (c->wait != WAIT_NONE) {
-      conn_unwatch(c);
-      c->wait = WAIT_NONE;
-      lstate_run(c, 0);
+  case CONN_OPEN:
+    if (c->waiting) {
+      conn_unwait(c);
+      c->w->handler->resume(c);
     } else {
       ev_io_stop(loop, io);
     }
     break;
   case CONN_FLUSH: conn_flush_step(c); break;
   case CONN_LINGER: conn_linger(c); break;
-  case CONN_CLOSED: ev_io_stop(loop, io); break;
   }
 }
 
-void conn_on_timer(struct ev_loop *loop, ev_timer *t, int revents) {
+static const char *doing(const struct conn *c) {
+  switch (c->state) {
+  case CONN_HEAD: return "reading the header block";
+  case CONN_OPEN: return c->io.events & EV_READ ? "reading the body" : "writing";
+  default: return "writing the response";
+  }
+}
+
+/* --timeout: no progress on the socket. */
+static void conn_on_timer(struct ev_loop *loop, ev_timer *t, int revents) {
   struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
   (void)revents;
   /* After a long handler run the timer and the socket's readiness come up in the same loop
@@ -394,158 +537,147 @@ void conn_on_timer(struct ev_loop *loop, ev_timer *t, int revents) {
   }
   if (c->state != CONN_LINGER)
     slog_at(LOG_WARN, "#%llu %s %s: no progress for %g s while %s; closing",
-            (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
-            c->w->srv->cfg.timeout,
-            c->state == CONN_HEAD  ? "reading the header block"
-            : c->state == CONN_RUN ? (c->wait == WAIT_READ ? "reading the body" : "writing")
-                                   : "writing the response");
-  if (c->state == CONN_RUN && c->wait != WAIT_NONE) {
-    conn_unwatch(c);
-    c->wait = WAIT_NONE;
-    c->timed_out = 1;
-    conn_gone(c, ETIMEDOUT);
-    lstate_run(c, 0);
+            (unsigned long long)c->rec.id, logm(c), logu(c), c->w->srv->cfg.timeout, doing(c));
+  if (c->state == CONN_OPEN && c->waiting) {
+    conn_unwait(c);
+    conn_set_gone(c, ETIMEDOUT);
+    c->w->handler->resume(c);
     return;
   }
+  if (c->state == CONN_OPEN) return; /* the owner ends it */
   conn_close(c);
 }
 
-/* Stops whatever the parked coroutine waits for. */
-static void conn_cancel_wait(struct conn *c) {
-  if (c->wait == WAIT_READ || c->wait == WAIT_WRITE) conn_unwatch(c);
-  if (c->wait == WAIT_TIMER) ev_timer_stop(c->w->loop, &c->wake);
-  if (c->wait == WAIT_OTHER && c->cancel) c->cancel(c->cancel_arg);
-  c->cancel = NULL;
-  c->wait = WAIT_NONE;
-}
-
-/* The budget the request had, in seconds (for the log). */
-double conn_budget(const struct conn *c) { return c->deadline - c->start; }
-
-/* client:budget(seconds): the request may run that long from now; 0 lifts the limit. */
-void conn_set_budget(struct conn *c, double seconds) {
-  struct ev_loop *loop = c->w->loop;
-  ev_timer_stop(loop, &c->budget);
-  if (seconds <= 0) {
-    c->deadline = 0;
-    return;
-  }
-  ev_now_update(loop);
-  c->deadline = lstate_now() + seconds;
-  ev_timer_set(&c->budget, seconds, 0.);
-  ev_timer_start(loop, &c->budget);
-}
-
-/* --request-timeout: the request's time is up; 504 if nothing was sent, else cut short. */
+/* --request-timeout while no request owns the connection: reading the head, or flushing. */
 static void conn_on_budget(struct ev_loop *loop, ev_timer *t, int revents) {
   struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, budget));
   (void)loop;
   (void)revents;
-  slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent%s", (unsigned long long)c->id,
-          c->method[0] ? c->method : "-", c->uri ? c->uri : "-", conn_budget(c),
-          c->co ? "; the handler is stopped" : "");
-  if (c->co) {
-    conn_cancel_wait(c);
-    lstate_abort(c);
-    c->w->errors++;
-    if (c->state == CONN_RUN && c->bytes_out == 0 && !c->peer_gone) {
-      c->out_len = c->out_off = 0;
-      conn_respond_error(c, 504, NULL);
-      return;
-    }
-  }
+  if (c->state == CONN_OPEN) return;
+  slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent while %s; closing",
+          (unsigned long long)c->rec.id, logm(c), logu(c), c->deadline - c->rec.start, doing(c));
   conn_close(c);
 }
 
-/* scgi.sleep's timer: resume the request. */
-static void conn_on_wake(struct ev_loop *loop, ev_timer *t, int revents) {
-  struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, wake));
+/* ---- refusing: over --max-connections ---- */
+
+struct refusal {
+  ev_io io; /* first member */
+  ev_timer timer;
+  struct worker *w;
+  struct refusal *prev, *next;
+};
+
+static const char refused_answer[] = "Status: 503 Service Unavailable\r\nContent-Type: text/plain"
+                                     "\r\n\r\n503 Service Unavailable\n";
+
+static void refusal_close(struct refusal *f) {
+  struct worker *w = f->w;
+  ev_io_stop(w->loop, &f->io);
+  ev_timer_stop(w->loop, &f->timer);
+  close(f->io.fd);
+  if (f->prev)
+    f->prev->next = f->next;
+  else
+    w->refusals = f->next;
+  if (f->next) f->next->prev = f->prev;
+  w->nrefusals--;
+  free(f);
+}
+
+/* Drains what the refused client sent; 1 when it closed (or failed). */
+static int drain(int fd, char *scratch) {
+  for (;;) {
+    ssize_t n = recv(fd, scratch, 65536, 0);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+  }
+}
+
+static void on_refusal_io(struct ev_loop *loop, ev_io *io, int revents) {
+  struct refusal *f = (struct refusal *)io;
   (void)loop;
   (void)revents;
-  if (c->wait != WAIT_TIMER || c->co == NULL) return;
-  c->wait = WAIT_NONE;
-  if (c->state == CONN_RUN) conn_peer_alive(c); /* so the next write knows the peer left */
-  lstate_run(c, 0);
+  if (drain(io->fd, f->w->scratch)) refusal_close(f);
 }
 
-/* Whether the web server is still there: a unix socket peer that closed shows as POLLHUP; over
-   TCP a FIN shows only as POLLRDHUP, and SCGI clients never half-close, so it counts too. */
-int conn_peer_alive(struct conn *c) {
-  if (c->peer_gone || c->fd < 0) return 0;
-  struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
-  short gone = POLLHUP | POLLERR | (c->w->srv->lst.is_unix ? 0 : POLLRDHUP);
-  if (poll(&p, 1, 0) == 1 && (p.revents & gone)) conn_gone(c, EPIPE);
-  return !c->peer_gone;
+static void on_refusal_timer(struct ev_loop *loop, ev_timer *t, int revents) {
+  (void)loop;
+  (void)revents;
+  refusal_close((struct refusal *)((char *)t - offsetof(struct refusal, timer)));
 }
 
-/* Resumes a request on the next loop iteration (not from inside another request). */
-void conn_resume_later(struct conn *c) {
-  c->cancel = NULL;
-  c->wait = WAIT_TIMER;
-  ev_timer_set(&c->wake, 0., 0.);
-  ev_timer_start(c->w->loop, &c->wake);
+/* Answers 503 at once (the answer fits any socket buffer) and drains the request, so the web
+   server reads the answer rather than a reset. Past the reserve, the drain is one read. */
+static void conn_refuse(struct worker *w, int fd, uint64_t id) {
+  struct request_record rec = {.id = id, .status = 503, .start = clock_now()};
+  slog_at(LOG_ERROR, "#%llu - -: 503 Service Unavailable: over --max-connections (%d)",
+          (unsigned long long)id, w->srv->cfg.max_connections);
+  ssize_t n = send(fd, refused_answer, sizeof refused_answer - 1, MSG_NOSIGNAL);
+  rec.bytes_out = n > 0 ? (uint64_t)n : 0;
+  stat_add(&w->st.refused, 1);
+  stats_request_done(w, &rec);
+  shutdown(fd, SHUT_WR);
+  struct refusal *f = w->nrefusals < REFUSAL_RESERVE ? calloc(1, sizeof *f) : NULL;
+  if (drain(fd, w->scratch) || f == NULL) {
+    free(f);
+    close(fd);
+    return;
+  }
+  f->w = w;
+  f->next = w->refusals;
+  if (w->refusals) w->refusals->prev = f;
+  w->refusals = f;
+  w->nrefusals++;
+  ev_io_init(&f->io, on_refusal_io, fd, EV_READ);
+  ev_io_start(w->loop, &f->io);
+  ev_timer_init(&f->timer, on_refusal_timer, REFUSAL_LINGER, 0.);
+  ev_timer_start(w->loop, &f->timer);
 }
 
-void conn_sleep(struct conn *c, double seconds) {
-  c->wait = WAIT_TIMER;
-  ev_now_update(c->w->loop); /* the handler may have run for a while since the loop woke */
-  ev_timer_set(&c->wake, seconds, 0.);
-  ev_timer_start(c->w->loop, &c->wake);
-}
+/* ---- accepting ---- */
 
-/* Resumes a request parked on something else than its own socket (WAIT_OTHER). */
-void conn_resume(struct conn *c) {
-  if (c->wait != WAIT_OTHER || c->co == NULL) return;
-  c->wait = WAIT_NONE;
-  c->cancel = NULL;
-  if (c->state == CONN_RUN) conn_peer_alive(c);
-  lstate_run(c, 0);
-}
-
-void conn_start(struct worker *w, int fd) {
+void conn_accept(struct worker *w, int fd) {
+  uint64_t id = atomic_fetch_add(&w->srv->next_id, 1);
+  if (w->nconns >= (unsigned)w->srv->cfg.max_connections) {
+    conn_refuse(w, fd, id);
+    return;
+  }
   struct conn *c = conn_alloc(w);
   if (c == NULL) {
-    close(fd);
+    conn_refuse(w, fd, id);
     return;
   }
   c->w = w;
   c->fd = fd;
-  c->id = atomic_fetch_add(&w->srv->next_id, 1);
-  c->start = lstate_now();
-  c->co_ref = c->client_ref = LUA_NOREF;
+  c->rec.id = id;
+  c->rec.start = clock_now();
+  c->state = CONN_HEAD;
   ev_io_init(&c->io, conn_on_io, fd, EV_READ);
   ev_init(&c->timer, conn_on_timer);
   c->timer.repeat = w->srv->cfg.timeout;
-  ev_init(&c->wake, conn_on_wake);
-  c->deadline = c->start + w->srv->cfg.request_timeout;
-  ev_timer_init(&c->budget, conn_on_budget, w->srv->cfg.request_timeout, 0.);
-  ev_timer_start(w->loop, &c->budget);
+  c->deadline = c->rec.start + w->srv->cfg.request_timeout;
+  ev_init(&c->budget, conn_on_budget);
+  conn_arm_budget(c, 0);
   c->next = w->conns;
   if (w->conns) w->conns->prev = c;
   w->conns = c;
   w->nconns++;
   stat_add(&w->st.connections, 1);
-  stat_set(&w->st.active, w->nconns);
-  if (w->nconns > (unsigned)w->srv->cfg.max_connections) {
-    c->state = CONN_RUN;
-    c->content_length = UINT64_MAX;
-    if (w->nconns > 2 * (unsigned)w->srv->cfg.max_connections)
-      conn_close(c);
-    else
-      conn_respond_error(c, 503, "over --max-connections");
-    return;
-  }
+  stat_set(&w->st.active_connections, w->nconns);
   conn_read_head(c);
 }
 
-/* Closes every connection (the worker is going away); coroutines are dropped with the state. */
-void conn_free_all(struct worker *w) {
+/* The worker is going away: what is buffered gets one try, what the peer sent is drained (so the
+   answer is not lost to a reset), and every connection is closed. */
+void conn_close_all(struct worker *w) {
   while (w->conns) {
     struct conn *c = w->conns;
-    if (c->co) {
-      conn_cancel_wait(c);
-      lstate_abort(c);
-    }
+    if (c->state == CONN_FLUSH && !c->gone) conn_flush(c);
+    if (c->state != CONN_HEAD) drain(c->fd, w->scratch);
     conn_close(c);
   }
+  while (w->refusals)
+    refusal_close(w->refusals);
 }

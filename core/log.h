@@ -27,5 +27,6 @@ size_t log_time(char *buf, size_t len);
 
 /* One line on the error log, prefixed "scgi-lua: ", if level is enabled. */
 void slog_at(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define slog(...) slog_at(LOG_INFO, __VA_ARGS__)
 
 #endif

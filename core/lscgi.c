@@ -1,9 +1,16 @@
-/* lscgi.c: luaopen_scgi_core, the C side of require "scgi": serve() runs the server from Lua. */
+/* lscgi.c: luaopen_scgi_core, the C side of require "scgi" (serve, sleep, worker, now, connect,
+   shared), and what the runtime needs from the bindings. */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
+#include "config.h"
+#include "lbind.h"
+#include "rt.h"
 #include "server.h"
+#include "task.h"
+#include "worker.h"
 
 /* Copies the options table's entries into the config; raises on an unknown or bad one. */
 static void read_options(lua_State *L, int idx, struct scgi_config *cfg) {
@@ -29,6 +36,7 @@ static void read_options(lua_State *L, int idx, struct scgi_config *cfg) {
     if (config_set(cfg, name, value, err, sizeof err) < 0) luaL_error(L, "%s", err);
     lua_pop(L, 1);
   }
+  if (config_check(cfg, err, sizeof err) < 0) luaL_error(L, "%s", err);
 }
 
 /* serve(handler, options): a function runs in this state (one worker); a path runs in a pool of
@@ -37,6 +45,9 @@ static int l_serve(lua_State *L) {
   struct server s;
   char err[1024];
   int fn = lua_type(L, 1) == LUA_TFUNCTION;
+  if (rt_self())
+    return luaL_error(L, "scgi.handle_requests cannot be called inside a running server (from a "
+                         "handler or an app file)");
   if (!fn) luaL_checkstring(L, 1);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
@@ -44,8 +55,12 @@ static int l_serve(lua_State *L) {
   config_init(&s.cfg);
   if (lua_istable(L, 2)) read_options(L, 2, &s.cfg);
   s.fn_ref = LUA_NOREF;
+  s.bindings = &scgi_bindings;
   if (fn) {
-    lclient_open(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    memset(lua_getextraspace(lua_tothread(L, -1)), 0, LUA_EXTRASPACE); /* copied to coroutines */
+    lua_pop(L, 1);
+    lcoro_install(L);
     s.fn_L = lua_newthread(L); /* index 3: the state the handler's coroutines come from */
     lua_pushvalue(L, 1);
     s.fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -75,43 +90,42 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
-/* scgi.sleep(seconds): parks the request's coroutine on a timer; other requests go on. */
+/* scgi.sleep(seconds): parks the running task on a timer; other requests go on. */
 static int l_sleep(lua_State *L) {
   lua_Number secs = luaL_checknumber(L, 1);
   luaL_argcheck(L, secs >= 0 && secs < 1e9, 1, "duration out of range");
-  struct conn *c = lstate_current(L, "scgi.sleep");
-  if (!lua_isyieldable(L)) return luaL_error(L, "scgi.sleep cannot wait across a C call here");
-  conn_sleep(c, (double)secs);
-  return lua_yieldk(L, 0, 0, sleep_k);
+  return task_sleep(L, task_running(L, "scgi.sleep"), (double)secs, 0, sleep_k);
 }
 
-/* scgi.worker(): this worker's figures, or nil outside a worker. */
+static void set_int(lua_State *L, const char *name, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, name);
+}
+
+/* scgi.worker(): this worker's figures, named as in --stats, or nil outside a worker. */
 static int l_worker(lua_State *L) {
-  struct worker *w = lstate_worker;
-  if (w == NULL) {
+  struct rt *rt = rt_self();
+  if (rt == NULL) {
     luaL_pushfail(L);
     return 1;
   }
-  lua_createtable(L, 0, 8);
-  lua_pushinteger(L, w->id);
-  lua_setfield(L, -2, "id");
-  lua_pushinteger(L, (lua_Integer)w->live);
-  lua_setfield(L, -2, "requests");
-  lua_pushinteger(L, (lua_Integer)w->nconns);
-  lua_setfield(L, -2, "connections");
-  lua_pushinteger(L, (lua_Integer)w->served);
-  lua_setfield(L, -2, "served");
-  lua_pushinteger(L, (lua_Integer)w->errors);
-  lua_setfield(L, -2, "errors");
-  lua_pushinteger(L, (lua_Integer)w->mem_used);
-  lua_setfield(L, -2, "memory");
-  lua_pushinteger(L, (lua_Integer)w->mem_limit);
-  lua_setfield(L, -2, "memory_limit");
+  struct worker *w = rt->w;
+  lua_createtable(L, 0, 12);
+  set_int(L, "id", (uint64_t)w->id);
+  set_int(L, "requests", stat_get(&w->st.requests));
+  set_int(L, "errors", stat_get(&w->st.errors));
+  set_int(L, "connections", stat_get(&w->st.connections));
+  set_int(L, "active_connections", w->nconns);
+  set_int(L, "active_requests", rt->nlive);
+  set_int(L, "bytes_in", stat_get(&w->st.bytes_in));
+  set_int(L, "bytes_out", stat_get(&w->st.bytes_out));
+  set_int(L, "lua_memory", rt->mem.used);
+  set_int(L, "lua_memory_limit", rt->mem.limit);
   return 1;
 }
 
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, lstate_now());
+  lua_pushnumber(L, clock_now());
   return 1;
 }
 
@@ -119,13 +133,26 @@ int luaopen_scgi_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"serve", l_serve},           {"sleep", l_sleep},      {"worker", l_worker}, {"now", l_now},
       {"connect", lsocket_connect}, {"shared", lshared_get}, {NULL, NULL}};
+  lsocket_open(L);
+  lshared_open(L);
+  lclient_open(L); /* the client's methods */
   luaL_newlib(L, funcs);
   lua_pushliteral(L, SCGI_VERSION);
   lua_setfield(L, -2, "version");
-  lclient_open(L);
-  luaL_getmetatable(L, "scgi.client");
-  lua_getfield(L, -1, "__index");
-  lua_setfield(L, -3, "client_methods"); /* lets Lua modules add methods to every client */
-  lua_pop(L, 1);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "client_methods"); /* lets Lua modules add methods to every client */
   return 1;
 }
+
+/* Before a worker state loads the app: scgi.core loaded (so every client has its metatable), and
+   the coroutine library that lets user coroutines wait. */
+static void prepare(lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  memset(lua_getextraspace(lua_tothread(L, -1)), 0, LUA_EXTRASPACE); /* copied to coroutines */
+  lua_pop(L, 1);
+  luaL_requiref(L, "scgi.core", luaopen_scgi_core, 0);
+  lua_pop(L, 1);
+  lcoro_install(L);
+}
+
+const struct rt_bindings scgi_bindings = {prepare, lclient_main};

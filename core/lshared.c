@@ -3,8 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "lbind.h"
 #include "server.h"
 #include "shdict.h"
+#include "task.h"
+#include "worker.h"
 
 #define SHARED_MT "scgi.shared_dict"
 
@@ -15,7 +19,8 @@ struct lshared {
 
 static struct shdict *check_dict(lua_State *L) {
   struct lshared *u = (struct lshared *)luaL_checkudata(L, 1, SHARED_MT);
-  if (lstate_worker == NULL || lstate_worker->srv != u->srv)
+  struct rt *rt = rt_self();
+  if (rt == NULL || rt->w->srv != u->srv)
     luaL_error(L, "scgi.shared.%s can only be used while its server runs", u->d->name);
   return u->d;
 }
@@ -86,7 +91,7 @@ static int sh_get(lua_State *L) {
   size_t klen;
   const char *k = check_key(L, &klen);
   struct shvalue v;
-  int rc = shdict_get(d, k, klen, lstate_now(), &v);
+  int rc = shdict_get(d, k, klen, clock_now(), &v);
   if (rc == SH_NOT_FOUND) {
     lua_pushnil(L);
     return 1;
@@ -112,7 +117,7 @@ static int set_mode(lua_State *L, int mode) {
   lua_Number ttl = luaL_optnumber(L, 4, 0);
   luaL_argcheck(L, ttl >= 0, 4, "negative ttl");
   int evicted = 0;
-  int rc = shdict_set(d, k, klen, &v, (double)ttl, lstate_now(), mode, &evicted);
+  int rc = shdict_set(d, k, klen, &v, (double)ttl, clock_now(), mode, &evicted);
   if (rc != SH_OK) return push_error(L, d, rc, klen + v.len + 64);
   lua_pushboolean(L, 1);
   lua_pushinteger(L, evicted);
@@ -144,7 +149,7 @@ static int sh_incr(lua_State *L) {
     luaL_checknumber(L, 4);
     check_value(L, 4, &init, 0);
   }
-  int rc = shdict_incr(d, k, klen, &by, has_init ? &init : NULL, lstate_now(), &out);
+  int rc = shdict_incr(d, k, klen, &by, has_init ? &init : NULL, clock_now(), &out);
   if (rc != SH_OK) return push_error(L, d, rc, 0);
   push_value(L, &out);
   return 1;
@@ -175,12 +180,8 @@ static int sh_keys(lua_State *L) {
   size_t n, off = 0;
   char **box = (char **)lua_newuserdatauv(L, sizeof *box, 0); /* frees the block if Lua raises */
   *box = NULL;
-  if (luaL_newmetatable(L, "scgi.shared_keys")) {
-    lua_pushcfunction(L, free_box);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
-  *box = shdict_keys(d, lstate_now(), (size_t)max, &n);
+  luaL_setmetatable(L, "scgi.shared_keys");
+  *box = shdict_keys(d, clock_now(), (size_t)max, &n);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     size_t len;
@@ -215,27 +216,14 @@ static int sh_tostring(lua_State *L) {
   return 1;
 }
 
-/* core.shared(name): the dictionary declared with --shared NAME:SIZE, or nil. */
-int lshared_get(lua_State *L) {
-  static const luaL_Reg methods[] = {{"get", sh_get},
-                                     {"set", sh_set},
-                                     {"add", sh_add},
-                                     {"replace", sh_replace},
-                                     {"incr", sh_incr},
-                                     {"delete", sh_delete},
-                                     {"keys", sh_keys},
-                                     {"usage", sh_usage},
-                                     {"flush_all", sh_flush_all},
+/* Creates the dictionary metatables (once per state, from luaopen_scgi_core). */
+void lshared_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"get", sh_get},     {"set", sh_set},
+                                     {"add", sh_add},     {"replace", sh_replace},
+                                     {"incr", sh_incr},   {"delete", sh_delete},
+                                     {"keys", sh_keys},   {"get_keys", sh_keys},
+                                     {"usage", sh_usage}, {"flush_all", sh_flush_all},
                                      {NULL, NULL}};
-  const char *name = luaL_checkstring(L, 1);
-  struct worker *w = lstate_worker;
-  struct shdict *d = NULL;
-  for (int i = 0; w && i < w->srv->ndicts; i++)
-    if (strcmp(w->srv->dicts[i]->name, name) == 0) d = w->srv->dicts[i];
-  if (d == NULL) {
-    lua_pushnil(L);
-    return 1;
-  }
   if (luaL_newmetatable(L, SHARED_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
@@ -243,9 +231,28 @@ int lshared_get(lua_State *L) {
     lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);
+  if (luaL_newmetatable(L, "scgi.shared_keys")) {
+    lua_pushcfunction(L, free_box);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+}
+
+/* core.shared(name): the dictionary declared with --shared NAME:SIZE, or nil. */
+int lshared_get(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  struct rt *rt = rt_self();
+  struct server *s = rt ? rt->w->srv : NULL;
+  struct shdict *d = NULL;
+  for (int i = 0; s && i < s->ndicts; i++)
+    if (strcmp(s->dicts[i]->name, name) == 0) d = s->dicts[i];
+  if (d == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
   struct lshared *u = (struct lshared *)lua_newuserdatauv(L, sizeof *u, 0);
   u->d = d;
-  u->srv = w->srv;
+  u->srv = s;
   luaL_setmetatable(L, SHARED_MT);
   return 1;
 }

@@ -1,12 +1,17 @@
 /* main.c: the scgi-lua program: options, then the server. */
 #include <ev.h>
+#include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "lbind.h"
+#include "rt.h"
 #include "server.h"
+#include "stats.h"
 
 #ifndef SCGI_LUADIR
 #define SCGI_LUADIR "/usr/local/share/lua/5.4"
@@ -19,23 +24,22 @@ static int bad_usage(const char *msg) {
   return 2;
 }
 
-/* package.path for worker states: the checkout's lua/, the tree the program is installed in,
-   the install prefix, then Lua's default. */
+/* What goes before Lua's own package.path in worker states: the checkout's lua/, the tree the
+   program is installed in, the install prefix. (Lua's own comes from LUA_PATH_5_4 or LUA_PATH,
+   with ";;" expanded as lua5.4 does.) */
 static char *module_path(void) {
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  const char *dflt = getenv("LUA_PATH_5_4") ? getenv("LUA_PATH_5_4") : getenv("LUA_PATH");
   exe[n > 0 ? n : 0] = '\0';
   char *slash = strrchr(exe, '/');
   if (slash) *slash = '\0';
-  if (dflt == NULL) dflt = LUA_PATH_DEFAULT;
-  size_t len = 6 * strlen(exe) + 2 * strlen(SCGI_LUADIR) + strlen(dflt) + 200;
+  size_t len = 6 * strlen(exe) + 2 * strlen(SCGI_LUADIR) + 200;
   char *path = malloc(len);
   if (path == NULL) return NULL;
   snprintf(path, len,
            "%s/lua/?.lua;%s/lua/?/init.lua;%s/../lua/?.lua;%s/../lua/?/init.lua;"
-           "%s/../share/lua/5.4/?.lua;%s/../share/lua/5.4/?/init.lua;%s/?.lua;%s/?/init.lua;%s",
-           exe, exe, exe, exe, exe, exe, SCGI_LUADIR, SCGI_LUADIR, dflt);
+           "%s/../share/lua/5.4/?.lua;%s/../share/lua/5.4/?/init.lua;%s/?.lua;%s/?/init.lua",
+           exe, exe, exe, exe, exe, exe, SCGI_LUADIR, SCGI_LUADIR);
   return path;
 }
 
@@ -86,10 +90,12 @@ int main(int argc, char **argv) {
     if (config_set(&s.cfg, name, value, err, sizeof err) < 0) return bad_usage(err);
   }
   if (s.cfg.app == NULL) return bad_usage("no app file given; usage: scgi-lua APP.lua [options]");
-  s.lua_path = module_path();
+  if (config_check(&s.cfg, err, sizeof err) < 0) return bad_usage(err);
+  s.lua_path_prefix = module_path();
   s.fn_ref = LUA_NOREF;
+  s.bindings = &scgi_bindings;
   int rc = server_run(&s, err, sizeof err);
-  free((char *)s.lua_path);
+  free((char *)s.lua_path_prefix);
   if (rc != 0) {
     fprintf(stderr, "scgi-lua: %s\n", err);
     return 1;

@@ -61,10 +61,10 @@ static int name_is(const struct scgi_header *h, const char *lit, size_t n) {
 
 int scgi_parse_request(const char *buf, size_t len, size_t max_header_size,
                        struct scgi_header *headers, size_t *num_headers, uint64_t *content_length,
-                       const char **reason) {
+                       int *repeated, const char **reason) {
   size_t block = 0, cap = *num_headers, count = 0;
   uint64_t seen = 0;
-  int have_scgi = 0;
+  int have_scgi = 0, repeats = 0;
   int prefix = parse_length(buf, len, max_header_size, &block, reason);
   if (prefix < 0) return prefix;
   size_t start = (size_t)prefix, end = start + block;
@@ -93,19 +93,26 @@ int scgi_parse_request(const char *buf, size_t len, size_t max_header_size,
       seen = (uint64_t)1 << name_tag(h);
       continue;
     }
-    /* a 64-bit filter of the names seen: the pairwise check runs only on a possible repeat */
-    uint64_t bit = (uint64_t)1 << name_tag(h);
-    if (seen & bit)
-      for (size_t j = 0; j < count; j++)
-        if (same_name(&headers[j], h)) FAIL(SCGI_PARSE_INVALID, "duplicate header name");
-    seen |= bit;
+    if (name_is(h, "CONTENT_LENGTH", 14)) FAIL(SCGI_PARSE_INVALID, "repeated CONTENT_LENGTH");
     if (name_is(h, "SCGI", 4)) {
+      if (have_scgi) FAIL(SCGI_PARSE_INVALID, "repeated SCGI header");
       if (h->value_len != 1 || h->value[0] != '1') FAIL(SCGI_PARSE_INVALID, "SCGI header is not 1");
       have_scgi = 1;
+      continue;
     }
+    /* a 64-bit filter of the names seen: the pairwise check runs only on a possible repeat */
+    uint64_t bit = (uint64_t)1 << name_tag(h);
+    if ((seen & bit) && !repeats)
+      for (size_t j = 1; j < count; j++)
+        if (same_name(&headers[j], h)) {
+          repeats = 1;
+          break;
+        }
+    seen |= bit;
   }
   if (count == 0) FAIL(SCGI_PARSE_INVALID, "first header is not CONTENT_LENGTH");
   if (!have_scgi) FAIL(SCGI_PARSE_INVALID, "SCGI header is missing");
   *num_headers = count;
+  *repeated = repeats;
   return (int)(end + 1);
 }

@@ -21,10 +21,12 @@ enum {
 
 /* Parses the netstring header block at the start of buf.
    Returns the bytes consumed (the body starts there) when complete, else a SCGI_PARSE_* code.
-   *num_headers holds the capacity of headers on entry and the count on return;
-   on error *reason names the fault in a short static phrase. */
+   *num_headers holds the capacity of headers on entry and the count on return; *repeated is set
+   to 1 when a name other than CONTENT_LENGTH and SCGI occurs more than once (nginx 1.22 sends one
+   pair per repeated HTTP header line; the caller merges them), else 0. A repeated CONTENT_LENGTH
+   or SCGI is invalid. On error *reason names the fault in a short static phrase. */
 int scgi_parse_request(const char *buf, size_t len, size_t max_header_size,
                        struct scgi_header *headers, size_t *num_headers, uint64_t *content_length,
-                       const char **reason);
+                       int *repeated, const char **reason);
 
 #endif

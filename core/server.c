@@ -7,8 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "rt.h"
 #include "server.h"
 #include "shdict.h"
+#include "stats.h"
+#include "worker.h"
 
 static struct server *server_of(void *field, size_t offset) {
   return (struct server *)((char *)field - offset);
@@ -28,16 +32,39 @@ static void on_grace(struct ev_loop *loop, ev_timer *t, int revents) {
   slog_at(LOG_WARN, "grace period of %g s is over: abandoning the requests still running",
           s->cfg.grace);
   wake_all(s, 2);
+  for (int i = 0; i < s->nworkers; i++)
+    rt_interrupt(&s->workers[i]);
 }
 
-/* SIGTERM or SIGINT: stop accepting, let requests finish; a second signal stops at once. */
+/* The second signal's deadline: the workers did not stop (a blocking C call, or a __gc that
+   loops): the process ends now. */
+static void on_hard_stop(struct ev_loop *loop, ev_timer *t, int revents) {
+  struct server *s = server_of(t, offsetof(struct server, hard_stop));
+  (void)loop;
+  (void)revents;
+  slog_at(LOG_ERROR, "%d worker(s) did not stop within 1 s of the second signal: exiting now",
+          atomic_load(&s->running));
+  listener_close(&s->lst);
+  if (s->cfg.pid_file) unlink(s->cfg.pid_file);
+  log_stop(s->log);
+  _exit(1);
+}
+
+/* SIGTERM or SIGINT: stop accepting, let requests finish; a second signal stops at once: the
+   guard stops the Lua each worker runs, and after a second the process exits regardless. */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
   struct server *s = sig->signum == SIGTERM ? server_of(sig, offsetof(struct server, sig_term))
                                             : server_of(sig, offsetof(struct server, sig_int));
   (void)revents;
   if (s->stopping) {
+    if (s->stopping == 2) return;
+    s->stopping = 2;
     slog("second stop signal: stopping now");
     wake_all(s, 2);
+    for (int i = 0; i < s->nworkers; i++)
+      rt_interrupt(&s->workers[i]);
+    ev_timer_set(&s->hard_stop, 1., 0.);
+    ev_timer_start(loop, &s->hard_stop);
     return;
   }
   s->stopping = 1;
@@ -66,20 +93,27 @@ static double mtime_of(const char *path) {
   return (double)st.st_mtim.tv_sec + (double)st.st_mtim.tv_nsec * 1e-9;
 }
 
-/* Worker 0 tells which files the app was loaded from (the app file and the modules it
-   required); --reload-on-change watches them. Takes ownership of files. */
-void server_set_files(struct server *s, char **files, int n) {
-  double *mt = calloc((size_t)n + 1, sizeof *mt);
-  for (int i = 0; mt && i < n; i++)
-    mt[i] = mtime_of(files[i]);
+/* --reload-on-change watches path too: the app file, and each Lua module a worker loaded (at
+   load time or later, from a handler). Called from any thread. */
+void server_watch(struct server *s, const char *path) {
   pthread_mutex_lock(&s->files_mu);
-  for (int i = 0; i < s->nfiles; i++)
-    free(s->files[i]);
-  free(s->files);
-  free(s->mtimes);
-  s->files = files;
-  s->mtimes = mt;
-  s->nfiles = mt ? n : 0;
+  int i = 0;
+  while (i < s->nfiles && strcmp(s->files[i], path) != 0)
+    i++;
+  if (i == s->nfiles && s->nfiles == s->files_cap) {
+    int cap = s->files_cap ? s->files_cap * 2 : 16;
+    char **f = realloc(s->files, (size_t)cap * sizeof *f);
+    if (f) s->files = f;
+    double *m = f ? realloc(s->mtimes, (size_t)cap * sizeof *m) : NULL;
+    if (m) {
+      s->mtimes = m;
+      s->files_cap = cap;
+    }
+  }
+  if (i == s->nfiles && s->nfiles < s->files_cap && (s->files[i] = strdup(path)) != NULL) {
+    s->mtimes[i] = mtime_of(path);
+    s->nfiles++;
+  }
   pthread_mutex_unlock(&s->files_mu);
 }
 
@@ -241,6 +275,7 @@ static void start_signals(struct server *s) {
   ev_signal_start(s->loop, &s->sig_hup);
   ev_signal_start(s->loop, &s->sig_usr1);
   ev_init(&s->grace_timer, on_grace);
+  ev_init(&s->hard_stop, on_hard_stop);
   if (s->cfg.reload_on_change && s->cfg.app) {
     ev_timer_init(&s->watch_timer, on_watch_timer, 1., 1.);
     ev_timer_start(s->loop, &s->watch_timer);
@@ -253,6 +288,7 @@ static void stop_signals(struct server *s) {
   ev_signal_stop(s->loop, &s->sig_hup);
   ev_signal_stop(s->loop, &s->sig_usr1);
   ev_timer_stop(s->loop, &s->grace_timer);
+  ev_timer_stop(s->loop, &s->hard_stop);
   ev_timer_stop(s->loop, &s->watch_timer);
 }
 
@@ -261,7 +297,7 @@ int server_run(struct server *s, char *err, size_t errlen) {
   s->nworkers = s->fn_L ? 1 : s->cfg.workers > 0 ? s->cfg.workers : online_cpus();
   s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
   s->lst.fd = s->stats_lst.fd = -1;
-  s->started = lstate_now();
+  s->started = clock_now();
   if (s->workers == NULL) {
     snprintf(err, errlen, "out of memory");
     return 1;
@@ -293,7 +329,9 @@ int server_run(struct server *s, char *err, size_t errlen) {
   /* The app loads before the socket exists, so a broken app leaves nothing behind; with --user
      the socket is bound first, as root, and the app loads after the privileges are dropped. */
   if (drop && (open_listener(s, err, errlen) < 0 || priv_drop(&s->cfg, err, errlen) < 0)) goto fail;
+  if (s->cfg.app && s->cfg.reload_on_change) server_watch(s, s->cfg.app);
   if (start_workers(s, err, errlen) < 0) goto fail;
+  if (rt_guard_start(s, err, errlen) < 0) goto fail;
   if (!drop && open_listener(s, err, errlen) < 0) goto fail;
   if (stats_start(s, err, errlen) < 0) goto fail;
   start_signals(s); /* before the "listening" line: whoever reads it may signal at once */
@@ -307,6 +345,7 @@ int server_run(struct server *s, char *err, size_t errlen) {
 fail:
   release_workers(s, 2);
   join_workers(s);
+  rt_guard_stop(s);
   if (s->loop) {
     ev_async_stop(s->loop, &s->done);
     stats_stop(s);

@@ -10,51 +10,91 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "log.h"
 #include "server.h"
+#include "stats.h"
+#include "worker.h"
 
 const double stat_bucket_ms[STAT_BUCKETS] = {1,   2,   5,    10,   20,   50,  100,
                                              200, 500, 1000, 2000, 5000, 1e4, 1e300};
 
-/* Reads the status of a CGI response from its first bytes (no Status header means 200). */
-void stats_note_status(struct conn *c, const char *p, size_t n) {
-  if (c->status) return;
-  c->status = 200;
-  if (n > 4096) n = 4096;
-  for (size_t i = 0; i + 10 <= n; i++) {
-    if ((i == 0 || p[i - 1] == '\n') && strncasecmp(p + i, "Status:", 7) == 0) {
-      size_t k = i + 7;
-      while (k < n && p[k] == ' ')
-        k++;
-      int st = 0, digits = 0;
-      while (k < n && digits < 3 && p[k] >= '0' && p[k] <= '9')
-        st = st * 10 + (p[k++] - '0'), digits++;
-      if (digits == 3) c->status = st;
-      return;
-    }
-    if (p[i] == '\r' && i + 3 < n && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n')
-      return;
+static int is_name(const char *p, size_t n, const char *lit) {
+  return n == strlen(lit) && strncasecmp(p, lit, n) == 0;
+}
+
+static int three_digits(const char *p, size_t n) {
+  if (n < 3 || p[0] < '1' || p[0] > '9' || p[1] < '0' || p[1] > '9' || p[2] < '0' || p[2] > '9')
+    return 0;
+  return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+}
+
+#define BAD(msg)                                                                                   \
+  do {                                                                                             \
+    *why = (msg);                                                                                  \
+    r->status = 502;                                                                               \
+    return -1;                                                                                     \
+  } while (0)
+
+/* What nginx's header line parser refuses (it answers 502): a name with a space, a control
+   character or DEL, or starting with ':'; a NUL in a value; a Status that is not 3 digits. A
+   name without a ':' is taken as a header with an empty value, as nginx does. */
+int stats_note_head(struct request_record *r, const char *p, size_t n, const char **why) {
+  int status = 0, location = 0;
+  size_t i = 0;
+  r->head_checked = 1;
+  if (n >= 12 && memcmp(p, "HTTP/1.", 7) == 0 && p[8] == ' ') { /* a status line */
+    if ((status = three_digits(p + 9, n - 9)) == 0) BAD("an HTTP status line without a status");
+    const char *nl = memchr(p, '\n', n);
+    i = nl ? (size_t)(nl - p) + 1 : n;
   }
+  while (i < n) {
+    const char *line = p + i, *nl = memchr(line, '\n', n - i);
+    size_t len = nl ? (size_t)(nl - line) : n - i, k = 0;
+    if (len > 0 && line[len - 1] == '\r') len--;
+    if (len == 0 && nl) break; /* the end of the head */
+    if (line[0] == ':') BAD("a header line starts with ':'");
+    while (k < len && line[k] != ':') {
+      unsigned char ch = (unsigned char)line[k++];
+      if (ch <= 0x20 || ch == 0x7f) BAD("a header name holds a space or a control character");
+    }
+    const char *v = line + k + 1, *end = line + len;
+    if (k < len && memchr(v, '\0', (size_t)(end - v))) BAD("a header value holds a NUL byte");
+    if (k < len && is_name(line, k, "Status")) {
+      while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+      if ((status = three_digits(v, (size_t)(end - v))) == 0) BAD("its Status is not a number");
+    }
+    if (k < len && is_name(line, k, "Location")) location = 1;
+    if (nl == NULL) {
+      if (n >= 4096) BAD("no end of the head in its first 4 KiB (nginx's scgi_buffer_size)");
+      break; /* a head written in pieces: what came so far is fine */
+    }
+    i += (size_t)(nl - line) + 1;
+  }
+  r->status = status ? status : location ? 302 : 200;
+  return 0;
 }
 
 /* Called once per connection that carried a request: figures, then the access log line. */
-void stats_request_done(struct conn *c) {
-  struct worker *w = c->w;
-  double ms = (lstate_now() - c->start) * 1000.0;
+void stats_request_done(struct worker *w, const struct request_record *r) {
+  double ms = (clock_now() - r->start) * 1000.0;
   int b = 0;
   while (ms > stat_bucket_ms[b])
     b++;
+  int cls = r->status >= 100 && r->status < 600 ? r->status / 100 : 0;
   stat_add(&w->st.requests, 1);
-  if (c->status >= 500) stat_add(&w->st.errors, 1);
-  stat_add(&w->st.bytes_in, c->bytes_in);
-  stat_add(&w->st.bytes_out, c->bytes_out);
+  stat_add(&w->st.status[cls], 1);
+  stat_add(&w->st.bytes_in, r->bytes_in);
+  stat_add(&w->st.bytes_out, r->bytes_out);
   stat_add(&w->st.latency[b], 1);
-  stat_set(&w->st.memory, w->mem_used);
+  stat_add(&w->st.latency_us, (uint64_t)(ms * 1000.0));
   if (!log_access_enabled()) return;
   char line[4096];
   size_t n = log_time(line, 40);
   int m = snprintf(line + n, sizeof line - n, " w%d #%llu %s %s %d %llu %.2f\n", w->id,
-                   (unsigned long long)c->id, c->method[0] ? c->method : "-", c->uri ? c->uri : "-",
-                   c->status, (unsigned long long)c->bytes_out, ms);
+                   (unsigned long long)r->id, r->method[0] ? r->method : "-", r->uri ? r->uri : "-",
+                   r->status, (unsigned long long)r->bytes_out, ms);
   n += m < 0 ? 0 : (size_t)m;
   if (n >= sizeof line) {
     n = sizeof line;
@@ -105,10 +145,20 @@ static void put_worker_json(struct buf *b, struct worker_stats *st, int id) {
   else
     put(b, "{");
   put(b,
-      "\"requests\":%llu,\"errors\":%llu,\"active\":%llu,\"connections\":%llu,"
-      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"lua_memory\":%llu,\"latency_ms\":{",
-      LOAD(st->requests), LOAD(st->errors), LOAD(st->active), LOAD(st->connections),
-      LOAD(st->bytes_in), LOAD(st->bytes_out), LOAD(st->memory));
+      "\"requests\":%llu,\"errors\":%llu,\"connections\":%llu,\"active_connections\":%llu,"
+      "\"active_requests\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,\"lua_memory\":%llu,",
+      LOAD(st->requests), LOAD(st->errors), LOAD(st->connections), LOAD(st->active_connections),
+      LOAD(st->active_requests), LOAD(st->bytes_in), LOAD(st->bytes_out), LOAD(st->lua_memory));
+  put(b,
+      "\"status\":{\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu,"
+      "\"none\":%llu},",
+      LOAD(st->status[1]), LOAD(st->status[2]), LOAD(st->status[3]), LOAD(st->status[4]),
+      LOAD(st->status[5]), LOAD(st->status[0]));
+  put(b,
+      "\"cpu_stops\":%llu,\"memory_stops\":%llu,\"timeout_stops\":%llu,\"refused\":%llu,"
+      "\"bad_heads\":%llu,\"reloads\":%llu,\"reload_failures\":%llu,\"latency_ms\":{",
+      LOAD(st->cpu_stops), LOAD(st->memory_stops), LOAD(st->timeout_stops), LOAD(st->refused),
+      LOAD(st->bad_heads), LOAD(st->reloads), LOAD(st->reload_failures));
   for (int i = 0; i < STAT_BUCKETS; i++) {
     if (i < STAT_BUCKETS - 1)
       put(b, "\"%g\":%llu,", stat_bucket_ms[i], LOAD(st->latency[i]));
@@ -118,26 +168,23 @@ static void put_worker_json(struct buf *b, struct worker_stats *st, int id) {
   put(b, "}}");
 }
 
+/* Adds every figure of a worker to t. */
+static void add_stats(struct worker_stats *t, struct worker_stats *st) {
+  _Atomic uint64_t *dst = (_Atomic uint64_t *)t, *src = (_Atomic uint64_t *)st;
+  for (size_t k = 0; k < sizeof *t / sizeof *dst; k++)
+    stat_add(&dst[k], LOAD(src[k]));
+}
+
 static void sum_stats(struct server *s, struct worker_stats *t) {
   memset(t, 0, sizeof *t);
-  for (int i = 0; i < s->nworkers; i++) {
-    struct worker_stats *st = &s->workers[i].st;
-    stat_add(&t->requests, LOAD(st->requests));
-    stat_add(&t->errors, LOAD(st->errors));
-    stat_add(&t->active, LOAD(st->active));
-    stat_add(&t->connections, LOAD(st->connections));
-    stat_add(&t->bytes_in, LOAD(st->bytes_in));
-    stat_add(&t->bytes_out, LOAD(st->bytes_out));
-    stat_add(&t->memory, LOAD(st->memory));
-    for (int k = 0; k < STAT_BUCKETS; k++)
-      stat_add(&t->latency[k], LOAD(st->latency[k]));
-  }
+  for (int i = 0; i < s->nworkers; i++)
+    add_stats(t, &s->workers[i].st);
 }
 
 static void render_json(struct server *s, struct buf *b) {
   struct worker_stats total;
   put(b, "{\"version\":\"%s\",\"pid\":%d,\"uptime\":%.3f,\"workers\":[", SCGI_VERSION,
-      (int)getpid(), lstate_now() - s->started);
+      (int)getpid(), clock_now() - s->started);
   for (int i = 0; i < s->nworkers; i++) {
     if (i) put(b, ",");
     put_worker_json(b, &s->workers[i].st, i);
@@ -168,16 +215,16 @@ static const char *quantile(struct worker_stats *st, double q, char *out, size_t
 static void put_row(struct buf *b, const char *name, struct worker_stats *st) {
   char q1[24], q2[24];
   put(b, "%-7s %9llu %7llu %7llu %12llu %12llu %12llu %11.1f %8s %8s\n", name, LOAD(st->requests),
-      LOAD(st->errors), LOAD(st->active), LOAD(st->connections), LOAD(st->bytes_in),
-      LOAD(st->bytes_out), (double)LOAD(st->memory) / 1048576.0, quantile(st, 0.5, q1, sizeof q1),
-      quantile(st, 0.99, q2, sizeof q2));
+      LOAD(st->errors), LOAD(st->active_connections), LOAD(st->connections), LOAD(st->bytes_in),
+      LOAD(st->bytes_out), (double)LOAD(st->lua_memory) / 1048576.0,
+      quantile(st, 0.5, q1, sizeof q1), quantile(st, 0.99, q2, sizeof q2));
 }
 
 static void render_text(struct server *s, struct buf *b) {
   struct worker_stats total;
   char name[16];
   put(b, "scgi-lua %s, pid %d, up %.1f s, %d workers\n\n", SCGI_VERSION, (int)getpid(),
-      lstate_now() - s->started, s->nworkers);
+      clock_now() - s->started, s->nworkers);
   put(b, "%-7s %9s %7s %7s %12s %12s %12s %11s %8s %8s\n", "worker", "requests", "errors", "active",
       "connections", "bytes in", "bytes out", "Lua MiB", "p50 ms", "p99 ms");
   for (int i = 0; i < s->nworkers; i++) {

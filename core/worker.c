@@ -1,4 +1,5 @@
-/* worker.c: one worker thread: its loop, its Lua state, accepting, stopping. */
+/* worker.c: one worker thread: its loop, accepting, reloading and stopping. The Lua side is
+   reached through rt.h. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,9 +8,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <lauxlib.h>
-
+#include "log.h"
+#include "rt.h"
 #include "server.h"
+#include "worker.h"
 
 #define ACCEPT_BATCH 64
 
@@ -32,7 +34,7 @@ static void accept_some(struct worker *w) {
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      conn_start(w, fd);
+      conn_accept(w, fd);
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -65,34 +67,14 @@ static void on_accept_retry(struct ev_loop *loop, ev_timer *t, int revents) {
 }
 
 void worker_conn_done(struct worker *w) {
-  if (atomic_load(&w->stop) && w->nconns == 0) ev_break(w->loop, EVBREAK_ALL);
-}
-
-/* SIGHUP: a new state from the app file for new requests; requests in flight finish on the old
-   one, which is closed when its last request ends. A new app that fails to load changes nothing. */
-static void worker_reload(struct worker *w) {
-  char err[1024];
-  if (w->srv->fn_L) {
-    if (w->id == 0) slog("reload: a function handler cannot be reloaded; serving on");
-    return;
-  }
-  struct app *a = lstate_new(w, w->srv->cfg.app, err, sizeof err);
-  if (a == NULL) {
-    slog_at(LOG_ERROR, "worker %d: reload failed, the running app goes on serving: %s", w->id, err);
-    atomic_fetch_add(&w->srv->reload_failures, 1);
-    return;
-  }
-  struct app *old = w->app;
-  w->app = a;
-  lstate_unref(old);
-  slog("worker %d: reloaded %s", w->id, w->srv->cfg.app);
+  if (atomic_load(&w->stop) && w->nconns == 0 && rt_live(w) == 0) ev_break(w->loop, EVBREAK_ALL);
 }
 
 static void on_wake(struct ev_loop *loop, ev_async *a, int revents) {
   struct worker *w = (struct worker *)((char *)a - offsetof(struct worker, wake));
   (void)revents;
   int stop = atomic_load(&w->stop);
-  if (atomic_exchange(&w->reload, 0) && stop == 0) worker_reload(w);
+  if (atomic_exchange(&w->reload, 0) && stop == 0) rt_reload(w);
   if (stop >= 2) {
     ev_break(loop, EVBREAK_ALL);
     return;
@@ -145,23 +127,36 @@ int worker_init(struct worker *w, struct server *s, int id) {
   return 0;
 }
 
-/* Builds the state, reports to the main thread, waits for the listener, serves. */
-void *worker_main(void *arg) {
-  struct worker *w = arg;
-  struct server *s = w->srv;
-  int ok = 0;
-  log_attach(s->log);
+int worker_setup(struct worker *w) {
+  w->handler = &rt_conn_handler;
   w->hdrs = malloc(SCGI_MAX_HEADERS * sizeof *w->hdrs);
   w->scratch = malloc(65536);
   if (w->hdrs == NULL || w->scratch == NULL) {
     snprintf(w->load_error, sizeof w->load_error, "worker %d: out of memory", w->id);
-  } else if (s->fn_L) {
-    w->app = lstate_wrap(w, s->fn_L, s->fn_ref);
-    ok = w->app != NULL;
-  } else {
-    w->app = lstate_new(w, s->cfg.app, w->load_error, sizeof w->load_error);
-    ok = w->app != NULL;
+    return -1;
   }
+  return rt_open(w, w->load_error, sizeof w->load_error);
+}
+
+void worker_teardown(struct worker *w) {
+  rt_abandon(w);
+  conn_close_all(w);
+  conn_pool_free(w);
+  rt_close(w);
+  if (w->ep_fd >= 0) close(w->ep_fd);
+  w->ep_fd = -1;
+  free(w->hdrs);
+  free(w->scratch);
+  w->hdrs = NULL;
+  w->scratch = NULL;
+}
+
+/* Builds the runtime, reports to the main thread, waits for the listener, serves. */
+void *worker_main(void *arg) {
+  struct worker *w = arg;
+  struct server *s = w->srv;
+  log_attach(s->log);
+  int ok = worker_setup(w) == 0;
   pthread_mutex_lock(&s->mu);
   if (ok)
     s->ready++;
@@ -179,15 +174,9 @@ void *worker_main(void *arg) {
   }
   if (ok && s->go == 1)
     slog_at(LOG_INFO, "worker %d: served %llu requests (%llu errors, %llu empty wake-ups)", w->id,
-            (unsigned long long)w->served, (unsigned long long)w->errors,
-            (unsigned long long)w->spurious);
-  conn_free_all(w);
-  conn_pool_free(w);
-  lstate_unref(w->app);
-  w->app = NULL;
-  if (w->ep_fd >= 0) close(w->ep_fd);
-  free(w->hdrs);
-  free(w->scratch);
+            (unsigned long long)stat_get(&w->st.requests),
+            (unsigned long long)stat_get(&w->st.errors), (unsigned long long)w->spurious);
+  worker_teardown(w);
   atomic_fetch_sub(&s->running, 1);
   ev_async_send(s->loop, &s->done);
   return NULL;

@@ -1,6 +1,6 @@
-/* fuzz_conn.c: libFuzzer target for the connection state machine (core/conn.c), the request
-   coroutines (core/lstate.c) and the client object (core/lclient.c), with a real Lua handler and
-   no network.
+/* fuzz_conn.c: libFuzzer target for the connection state machine (core/conn.c), the tasks and
+   requests (core/task.c, core/request.c, core/guard.c), the client object (core/lclient.c) and
+   scgi's coroutine library (core/lcoro.c), with a real Lua handler and no network.
 
    Build and run (make fuzz does both; client_lua.h comes from
    `make O=build-fuzz build-fuzz/client_lua.h`):
@@ -10,19 +10,18 @@
        -llua5.4 -lev -lm -pthread -o build-fuzz/fuzz_conn
      build-fuzz/fuzz_conn -dict=fuzz/conn.dict build-fuzz/corpus-conn fuzz/corpus/conn
 
-   At start-up the target builds one server and one worker by hand, as server_run, worker_init and
-   worker_main do: config_init with short limits, a logger writing to /dev/null, the worker's
-   loop, its header and scratch buffers, a Lua state from an app file written to /tmp
-   (lstate_new, which calls lstate_prepare). Then for each input:
+   At start-up the target builds one server and one worker as server_run and worker_main do:
+   config_init with short limits, a logger writing to /dev/null, worker_init and worker_setup (the
+   worker's loop, buffers and Lua runtime, from an app file written to /tmp), and the guard's
+   watchdog thread, which signals this thread as it would a worker's. Then for each input:
 
      byte 0   bit 0  end the main connection with close() instead of shutdown(SHUT_WR)
               bit 1  read the answer between chunks and before closing (else only at the end,
                      so a handler writing much parks on a full socket)
               bit 2  a twin connection gets the same bytes, interleaved, and ends the other way
                      (two requests in flight in the worker at once)
-              bit 3  three idle connections are opened first: the third and the main one are
-                     over --max-connections (2) and must get a 503, a twin is over twice the
-                     limit and must be closed without an answer
+              bit 3  three idle connections are opened first: the third, the main one and a
+                     twin are over --max-connections (2) and must each get the server's 503
               bit 4  the listener is TCP, not unix (conn_peer_alive then counts POLLRDHUP)
               bit 5  a full Lua GC between chunks (parked coroutines and clients must survive)
               bit 6  stall: --timeout is 1 ms, and the loop waits up to 50 ms for the timers
@@ -35,13 +34,14 @@
                      the old Lua state, which is closed when the last of them ends
               bit 6  pools off for this input: conns and coroutines are freed, not kept, so ASan
                      sees any use after the end of a request
-              bit 7  abandon: after the last chunk, conn_free_all() (what a worker does when the
-                     grace period is over) instead of letting the requests finish
+              bit 7  abandon: after the last chunk, rt_abandon() and conn_close_all() (what a
+                     worker does when the grace period is over) instead of letting the
+                     requests finish
      N bytes  chunk sizes: (b & 0x7f) + 1, times 64 if b & 0x80; what is left after the N chunks
               is the last chunk
      rest     the bytes the web server sends: an SCGI request, or not
 
-   Each connection is a socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK): conn_start() on one
+   Each connection is a socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK): conn_accept() on one
    end, the chunks written to the other, ev_run(EVRUN_NOWAIT) between chunks, then the peer's
    write side is shut (or the peer closed) and the loop runs until the worker has freed every
    connection. Checked after each input (abort() on a broken invariant; ASan and UBSan report
@@ -53,7 +53,7 @@
        pending watcher and the pooled coroutines are clean
      - once its peer was gone, every connection was freed within SETTLE_LIMIT (5 s), while
        --timeout is 30 s (1 ms in stall mode): a connection that waits for the inactivity timer,
-       or for nothing, is caught; conn_free_all() freed every connection at once
+       or for nothing, is caught; abandoning freed every connection at once
      - every answer starts with "Status: "; for a connection ended with shutdown, on unix,
        without the timer modes and not abandoned, the answer is the one the bytes call for: the
        server's own 400, 431, 413 or 503 byte for byte, nothing for a header block cut short,
@@ -68,7 +68,17 @@
 
    In the environment: FUZZ_CONN_LOG=1 logs to stderr instead of /dev/null; FUZZ_CONN_DUMP=1
    prints the first line of each answer. */
+#include <lauxlib.h>
+
+#include "../core/app.h"
+#include "../core/clock.h"
+#include "../core/conn.h"
+#include "../core/lbind.h"
+#include "../core/log.h"
+#include "../core/rt.h"
 #include "../core/server.h"
+#include "../core/task.h"
+#include "../core/worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,11 +106,7 @@
 #define ANSWER_KEEP 512 /* bytes of each answer kept for the checks (all are counted) */
 #define STALL_TRIES 64  /* loop turns a blocked write may wait before the rest is dropped */
 /* references the app may keep between requests: idle coroutines, cached header strings */
-#ifdef NAME_SLOTS
-#define REGISTRY_SLACK (CO_POOL + 2 * NAME_SLOTS + 8)
-#else
-#define REGISTRY_SLACK (CO_POOL + 8)
-#endif
+#define REGISTRY_SLACK (APP_CO_POOL + 2 * APP_NAME_SLOTS + 8)
 #define SETTLE_TURNS 256 /* loop turns a connection whose peer is gone may take to go */
 
 /* Steps: one per character of the last segment of REQUEST_URI's path ("/any/path/STEPS?query"),
@@ -118,7 +124,13 @@
      c u n       client:close(), a <close> variable going out of scope, return now
      x t g W     client:closed(), tostring(client), collectgarbage(), scgi.worker()
      y S Q       coroutine.yield() (an error), scgi.sleep(0), scgi.sleep(0.002)
-     p P C       pcall(client.read, client, "a"), pcall(error), a read from another coroutine
+     p P C       pcall(client.read, client, "a"), pcall(error), a read from a coroutine.wrap
+     O N j       error objects whose __tostring raises, returns a number, or yields
+     v F A       a coroutine that reads, sleeps and yields values; a generator that sleeps
+                 between values; coroutine.resume of one that yields bare, then status, close
+     m           scgi.serve called from the handler (raises; caught with pcall)
+     X J         with the short budget only: a <close> that loops, then a loop (the guard stops
+                 both: the clean-up too); pcall(coroutine.wrap(an endless loop))
      M           allocate 80 MiB (over --memory-limit)
      H           run Lua for a while (200,000 loop turns: the CPU guard's hook runs)
      R           client:read() (a line, the default)
@@ -127,8 +139,8 @@
                  __close writes (once the status line is out) or sleeps
    When no step started the response, the handler answers 200 with what it read. The first
    write of any step is the status line, so every answer starts with "Status: ". */
-#define MAX_STEPS 24                     /* as in APP_SRC */
-#define FAILING_STEPS "!-ohezEZcunyCMYV" /* and H, in budget mode */
+#define MAX_STEPS 24                         /* as in APP_SRC */
+#define FAILING_STEPS "!-ohezEZcunyMYVONjXJ" /* and H, in budget mode */
 
 static const char APP_SRC[] =
     "-- written by fuzz/fuzz_conn.c: the last segment of REQUEST_URI's path names the steps\n"
@@ -201,6 +213,27 @@ static const char APP_SRC[] =
     "    elseif op == 'R' then keep(client:read())\n"
     "    elseif op == 'U' then client:budget(0)\n"
     "    elseif op == 'V' then client:budget(0.001)\n"
+    "    elseif op == 'O' then\n"
+    "      error(setmetatable({}, {__tostring = function() error('fuzz: tostring raised') end}))\n"
+    "    elseif op == 'N' then error(setmetatable({}, {__tostring = function() return 42 end}))\n"
+    "    elseif op == 'j' then\n"
+    "      error(setmetatable({}, {__tostring = function() coroutine.yield() end}))\n"
+    "    elseif op == 'v' then\n"
+    "      local f = coroutine.wrap(function()\n"
+    "        keep(client:read('a')); scgi.sleep(0); coroutine.yield('y'); return 'r' end)\n"
+    "      keep(f()); keep(f())\n"
+    "    elseif op == 'F' then\n"
+    "      for v in coroutine.wrap(function()\n"
+    "        for i = 1, 3 do scgi.sleep(0); coroutine.yield(tostring(i)) end end) do keep(v) end\n"
+    "    elseif op == 'A' then\n"
+    "      local co = coroutine.create(function() coroutine.yield() end)\n"
+    "      coroutine.resume(co); keep(coroutine.status(co)); coroutine.close(co)\n"
+    "    elseif op == 'm' then pcall(scgi.serve, function() end)\n"
+    "    elseif op == 'X' and FUZZ_SHORT then\n"
+    "      local x <close> = setmetatable({}, {__close = function() while true do end end})\n"
+    "      while true do end\n"
+    "    elseif op == 'J' and FUZZ_SHORT then\n"
+    "      pcall(coroutine.wrap(function() while true do end end))\n"
     "    end\n"
     "  end\n"
     "  if not started then client:respond(200, {['X-Read'] = #concat(got)}, got) end\n"
@@ -266,6 +299,9 @@ static void drain_all(void) {
     drain(&peers[i]);
 }
 
+/* Whether the worker still has a connection, a refused one or a request. */
+static int busy(void) { return wk.nconns > 0 || wk.nrefusals > 0 || rt_live(&wk) > 0; }
+
 static void turn(int drain_too) {
   ev_run(wk.loop, EVRUN_NOWAIT);
   if (drain_too) drain_all();
@@ -283,8 +319,8 @@ static void run_timers(double seconds, int drain_too) {
   ev_timer guard;
   ev_timer_init(&guard, on_guard, 0.001, 0.001);
   ev_timer_start(wk.loop, &guard);
-  double until = lstate_now() + seconds;
-  while (wk.nconns > 0 && lstate_now() < until) {
+  double until = clock_now() + seconds;
+  while (busy() && clock_now() < until) {
     ev_run(wk.loop, EVRUN_ONCE);
     if (drain_too) drain_all();
   }
@@ -294,10 +330,10 @@ static void run_timers(double seconds, int drain_too) {
 /* Runs the loop until every connection is freed or `limit` seconds have passed; returns whether
    every connection was freed. */
 static int settle(double limit) {
-  for (int i = 0; i < SETTLE_TURNS && wk.nconns > 0; i++)
+  for (int i = 0; i < SETTLE_TURNS && busy(); i++)
     turn(1);
-  if (wk.nconns > 0) run_timers(limit, 1);
-  return wk.nconns == 0;
+  if (busy()) run_timers(limit, 1);
+  return !busy();
 }
 
 static struct peer *open_peer(int close_at_end) {
@@ -310,7 +346,7 @@ static struct peer *open_peer(int close_at_end) {
   p->srv_fd = sv[0];
   p->close_at_end = close_at_end;
   ev_now_update(wk.loop); /* as accept_some does: budgets start now */
-  conn_start(&wk, sv[0]);
+  conn_accept(&wk, sv[0]);
   return p;
 }
 
@@ -387,7 +423,9 @@ static void check_answer(const struct peer *p, const uint8_t *req, int over_limi
   size_t nh = SCGI_MAX_HEADERS;
   uint64_t cl = 0;
   const char *why = NULL;
-  int r = scgi_parse_request((const char *)req, p->sent, MAX_HEADER, parse_hdrs, &nh, &cl, &why);
+  int repeated = 0;
+  int r = scgi_parse_request((const char *)req, p->sent, MAX_HEADER, parse_hdrs, &nh, &cl,
+                             &repeated, &why);
   if (r == SCGI_PARSE_INVALID) {
     CHECK(is_server_answer(p, 400, "Bad Request"), "expected the server's 400");
   } else if (r == SCGI_PARSE_TOO_LARGE ||
@@ -446,7 +484,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   srv.workers = &wk;
   srv.lst.fd = srv.stats_lst.fd = -1;
   srv.lst.is_unix = 1;
-  srv.started = lstate_now();
+  srv.started = clock_now();
   pthread_mutex_init(&srv.mu, NULL);
   pthread_cond_init(&srv.cv, NULL);
   pthread_mutex_init(&srv.files_mu, NULL);
@@ -463,15 +501,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   atexit(remove_app_file); /* kept until then for the reloads */
   srv.cfg.app = app_path;
 
+  srv.bindings = &scgi_bindings;
   CHECK(worker_init(&wk, &srv, 0) == 0, "worker_init");
-  wk.hdrs = malloc(SCGI_MAX_HEADERS * sizeof *wk.hdrs);
-  wk.scratch = malloc(65536);
-  CHECK(wk.hdrs != NULL && wk.scratch != NULL, "out of memory");
-  wk.app = lstate_new(&wk, app_path, err, sizeof err);
-  CHECK(wk.app != NULL, err);
-  lstate_prepare(&wk, wk.app->L); /* lstate_new did it; as worker_main would for a wrapped state */
-  lua_gc(wk.app->L, LUA_GCCOLLECT);
-  registry_base = lua_rawlen(wk.app->L, LUA_REGISTRYINDEX);
+  wk.thread = pthread_self(); /* the watchdog signals this thread */
+  CHECK(worker_setup(&wk) == 0, wk.load_error);
+  CHECK(rt_guard_start(&srv, err, sizeof err) == 0, err);
+  lua_gc(wk.rt->app->L, LUA_GCCOLLECT);
+  registry_base = lua_rawlen(wk.rt->app->L, LUA_REGISTRYINDEX);
   return 0;
 }
 
@@ -489,11 +525,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   srv.lst.is_unix = !tcp;
   srv.cfg.timeout = stall ? STALL_TIMEOUT : TIMEOUT;
   srv.cfg.request_timeout = short_budget ? SHORT_BUDGET : BUDGET;
-  srv.cfg.cpu_limit = wk.cpu_allowance = short_budget ? SHORT_CPU_LIMIT : CPU_LIMIT;
+  srv.cfg.cpu_limit = short_budget ? SHORT_CPU_LIMIT : CPU_LIMIT;
+  lua_pushboolean(wk.rt->app->L, short_budget); /* lets the app loop only when that is stopped */
+  lua_setglobal(wk.rt->app->L, "FUZZ_SHORT");
   if (nopool) {
     conn_pool_free(&wk);
     wk.nfree = UINT_MAX; /* conn_free frees every conn */
-    drop_idle_coroutines(wk.app);
+    drop_idle_coroutines(wk.rt->app);
   }
 
   npeers = 0;
@@ -519,13 +557,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     for (unsigned t = 0; t < turns; t++)
       turn(drain_between);
-    if (gc_between) lua_gc(wk.app->L, LUA_GCCOLLECT);
+    if (gc_between) lua_gc(wk.rt->app->L, LUA_GCCOLLECT);
     if (off == len) break;
   }
   if (stall) run_timers(STALL_WAIT, drain_between);
   if (abandon) {
-    conn_free_all(&wk);
-    CHECK(wk.nconns == 0, "conn_free_all left connections");
+    rt_abandon(&wk);
+    conn_close_all(&wk);
+    CHECK(!busy(), "abandoning left connections or requests");
   }
 
   for (int i = 0; i < npeers; i++)
@@ -534,11 +573,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         "a connection was not freed within seconds of its peer going away");
   drain_all();
 
-  struct app *app = wk.app;
+  struct app *app = wk.rt->app;
   lua_State *L = app->L;
   CHECK(wk.nconns == 0 && wk.conns == NULL, "connections left in the worker");
-  CHECK(wk.live == 0, "request coroutines left alive");
-  CHECK(wk.current == NULL, "a current request after the loop");
+  CHECK(wk.nrefusals == 0 && wk.refusals == NULL, "refused connections left in the worker");
+  CHECK(rt_live(&wk) == 0 && wk.rt->live == NULL, "requests left alive");
+  CHECK(wk.rt->current == NULL && wk.rt->running == NULL, "a current task after the loop");
   CHECK(app->refs == 1, "the app's references do not return to 1");
   CHECK(lua_gettop(L) == 0, "values left on the app state's stack");
   CHECK(ev_pending_count(wk.loop) == 0, "events pending after the loop");
@@ -547,17 +587,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(fd_closed(peers[i].srv_fd), "the server's descriptor was not closed");
   unsigned pooled = 0;
   for (struct conn *c = wk.free_conns; c; c = c->next, pooled++)
-    CHECK(watcher_idle(&c->io) && watcher_idle(&c->timer) && watcher_idle(&c->budget) &&
-              watcher_idle(&c->wake),
+    CHECK(watcher_idle(&c->io) && watcher_idle(&c->timer) && watcher_idle(&c->budget),
           "a pooled conn has an active or pending watcher");
   CHECK(nopool ? pooled == 0 : pooled == wk.nfree, "the conn pool's count is wrong");
   for (int i = 0; i < app->nidle; i++) {
     CHECK(lua_status(app->idle[i]) == LUA_OK && lua_gettop(app->idle[i]) == 0,
           "a pooled coroutine is not clean");
-    CHECK(lua_gethook(app->idle[i]) == lua_gethook(L) &&
-              lua_gethookmask(app->idle[i]) == lua_gethookmask(L) &&
-              lua_gethookcount(app->idle[i]) == lua_gethookcount(L),
-          "a pooled coroutine has another hook than its state (the CPU guard's kill hook?)");
+    CHECK(lua_gethook(app->idle[i]) == NULL && lua_gethookmask(app->idle[i]) == 0,
+          "a pooled coroutine has a hook (the CPU guard's?)");
+    CHECK(!task_holds(app->idle[i]), "a pooled coroutine is still part of a task");
   }
 
   int strict = !tcp && !stall && !short_budget && !abandon;
@@ -565,8 +603,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct peer *p = &peers[i];
     if (crowd && i < MAX_CONNS)
       CHECK(p->answer_len == 0, "an answer to an idle connection");
-    else if (crowd && p == other)
-      CHECK(p->answer_len == 0, "an answer to a connection over twice --max-connections");
     else
       check_answer(p, req, crowd, strict);
     if (dump) {
@@ -585,7 +621,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   srv.cfg.timeout = TIMEOUT;
   srv.cfg.request_timeout = BUDGET;
-  srv.cfg.cpu_limit = wk.cpu_allowance = CPU_LIMIT;
+  srv.cfg.cpu_limit = CPU_LIMIT;
   lua_gc(L, LUA_GCCOLLECT);
   if (reload) registry_base = lua_rawlen(L, LUA_REGISTRYINDEX); /* a new state */
   CHECK(lua_rawlen(L, LUA_REGISTRYINDEX) <= registry_base + REGISTRY_SLACK,

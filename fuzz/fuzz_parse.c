@@ -31,6 +31,7 @@ struct result {
   int ret;
   size_t nh;
   uint64_t cl;
+  int repeated;
   const char *reason;
   struct scgi_header h[CAP];
 };
@@ -39,8 +40,9 @@ static void parse(const char *buf, size_t len, size_t max, size_t cap, struct re
   CHECK(cap <= CAP);
   r->nh = cap;
   r->cl = 0;
+  r->repeated = -1;
   r->reason = NULL;
-  r->ret = scgi_parse_request(buf, len, max, r->h, &r->nh, &r->cl, &r->reason);
+  r->ret = scgi_parse_request(buf, len, max, r->h, &r->nh, &r->cl, &r->repeated, &r->reason);
   CHECK(r->ret > 0 || r->ret == SCGI_PARSE_INCOMPLETE || r->ret == SCGI_PARSE_INVALID ||
         r->ret == SCGI_PARSE_TOO_LARGE);
   if (r->ret == SCGI_PARSE_INVALID || r->ret == SCGI_PARSE_TOO_LARGE)
@@ -96,7 +98,7 @@ static void check_complete(const char *buf, size_t len, size_t max, const struct
   const char *start = buf + colon + 1, *end = buf + consumed - 1;
   CHECK(r->nh >= 2 && r->nh <= CAP);
   const char *expect = start;
-  int scgi = 0;
+  int scgi = 0, repeats = 0;
   for (size_t i = 0; i < r->nh; i++) {
     const struct scgi_header *h = &r->h[i];
     CHECK(h->name == expect && h->name_len > 0);
@@ -107,13 +109,16 @@ static void check_complete(const char *buf, size_t len, size_t max, const struct
     CHECK(memchr(h->value, '\0', h->value_len) == NULL && h->value[h->value_len] == '\0');
     expect = h->value + h->value_len + 1;
     for (size_t j = 0; j < i; j++)
-      CHECK(r->h[j].name_len != h->name_len || memcmp(r->h[j].name, h->name, h->name_len) != 0);
+      if (r->h[j].name_len == h->name_len && memcmp(r->h[j].name, h->name, h->name_len) == 0)
+        repeats = 1;
     if (h->name_len == 4 && memcmp(h->name, "SCGI", 4) == 0) {
-      CHECK(h->value_len == 1 && h->value[0] == '1');
+      CHECK(h->value_len == 1 && h->value[0] == '1' && !scgi);
       scgi = 1;
     }
+    if (i > 0) CHECK(h->name_len != 14 || memcmp(h->name, "CONTENT_LENGTH", 14) != 0);
   }
   CHECK(expect == end && scgi);
+  CHECK(r->repeated == repeats); /* only names other than CONTENT_LENGTH and SCGI can repeat */
 
   /* CONTENT_LENGTH first, 1..19 digits, matching *content_length */
   const struct scgi_header *cl = &r->h[0];
@@ -135,7 +140,8 @@ static void check_complete(const char *buf, size_t len, size_t max, const struct
      and with a limit one below the block size */
   struct result again;
   parse(buf, len, max, r->nh, &again);
-  CHECK(again.ret == r->ret && again.nh == r->nh && again.cl == r->cl);
+  CHECK(again.ret == r->ret && again.nh == r->nh && again.cl == r->cl &&
+        again.repeated == r->repeated);
   CHECK(same_headers(again.h, r->h, r->nh));
   parse(buf, len, max, r->nh - 1, &again);
   CHECK(again.ret == SCGI_PARSE_TOO_LARGE);
@@ -161,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (small.ret != SCGI_PARSE_TOO_LARGE) {
     CHECK(large.ret == small.ret);
     if (small.ret > 0) {
-      CHECK(large.nh == small.nh && large.cl == small.cl);
+      CHECK(large.nh == small.nh && large.cl == small.cl && large.repeated == small.repeated);
       CHECK(same_headers(large.h, small.h, small.nh));
     }
   }

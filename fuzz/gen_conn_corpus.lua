@@ -142,6 +142,9 @@ local step_seeds = {
   { "close_handler_sleep", "/Yl" }, { "cpu", "/HlH" }, { "read_default", "/RRRR" },
   { "closed_client_calls", "/ctx" }, { "read_zero_at_end", "/a0" }, { "budget", "/UwSVSa" },
   { "sleep_after_close", "/awcQSQ" }, -- body read first: no linger (see fuzz/regressions/conn/)
+  { "error_tostring_raises", "/O" }, { "error_tostring_number", "/N" },
+  { "error_tostring_yields", "/j" }, { "coroutine_waits", "/vw" }, { "generator_sleeps", "/FaF" },
+  { "coroutine_bare_yield", "/Aw" }, { "nested_serve", "/mw" },
 }
 for _, s in ipairs(step_seeds) do seed("app_" .. s[1], 0, {}, 1, steps(s[2])) end
 -- and in the flag modes
@@ -163,6 +166,8 @@ seed("mode_crowd_twin", F_CROWD | F_TWIN, {}, 1, steps("/a"))
 seed("mode_close_flush", F_CLOSE, {}, 1, steps("/bbb"))
 seed("mode_close_write_parked", F_CLOSE, { 90 }, 2, steps("/bBbBa"))
 seed("mode_budget_cpu", F_BUDGET, {}, 1, steps("/HwHH"))
+seed("mode_budget_close_loops", F_BUDGET, {}, 1, steps("/X"))
+seed("mode_budget_wrap_loops", F_BUDGET, {}, 1, steps("/wJ"))
 seed("mode_reload", F_TWIN | F_DRAIN, { 60 }, 2, steps("/lSla"), RELOAD)
 seed("mode_reload_nopool", 0, { 50 }, 1, steps("/Sa"), RELOAD | NOPOOL)
 seed("mode_abandon", 0, { 80 }, 1, steps("/Sa"):sub(1, 90), ABANDON)
@@ -185,7 +190,11 @@ mal("cl_empty", scgi({ { "CONTENT_LENGTH", "" }, { "SCGI", "1" } }))
 mal("cl_20_digits", scgi({ { "CONTENT_LENGTH", "18446744073709551616" }, { "SCGI", "1" } }))
 mal("missing_scgi", scgi({ { "CONTENT_LENGTH", "0" }, { "REQUEST_URI", "/" } }))
 mal("scgi_not_1", scgi({ { "CONTENT_LENGTH", "0" }, { "SCGI", "2" } }))
-mal("duplicate", scgi({ { "CONTENT_LENGTH", "0" }, { "SCGI", "1" }, { "HTTP_HOST", "a" }, { "HTTP_HOST", "b" } }))
+mal("repeated_cl", scgi({ { "CONTENT_LENGTH", "0" }, { "SCGI", "1" }, { "CONTENT_LENGTH", "4" } }, "abcd"))
+mal("repeated_scgi", scgi({ { "CONTENT_LENGTH", "0" }, { "SCGI", "1" }, { "SCGI", "1" } }))
+-- a repeated name that is not CONTENT_LENGTH or SCGI is merged (nginx 1.22 sends them)
+seed("repeated_name", 0, {}, 1, scgi({ { "CONTENT_LENGTH", "0" }, { "SCGI", "1" },
+  { "HTTP_COOKIE", "a=1" }, { "REQUEST_URI", "/w" }, { "HTTP_COOKIE", "b=2" } }))
 mal("empty_block", "0:,")
 local filler = {}
 for i = 1, 500 do filler[i] = { "HTTP_X_FILLER_" .. i, ("v"):rep(4) } end

@@ -660,9 +660,9 @@ describe("the stats endpoint on a public address", function()
 
   -- It has no authentication: only a unix path or a loopback address is taken.
   for _, addr in ipairs({ "0.0.0.0:0", "[::]:0" }) do
-    it("--stats " .. addr .. " exits 1 before serving, naming the reason", function()
+    it("--stats " .. addr .. " exits 2 (a bad value) before serving, naming the reason", function()
       local srv = H.start("faults.lua", { options = { stats = addr }, expect_fail = true })
-      assert.equal(1, srv.wait(10))
+      assert.equal(2, srv.wait(10))
       local out = srv.output()
       assert.truthy(out:find("the endpoint has no authentication", 1, true), out)
       assert.is_nil(out:find("listening on", 1, true), out)

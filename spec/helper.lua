@@ -289,6 +289,26 @@ function H.http(port, method, path, body, headers)
   return status, hs, rest
 end
 
+-- Sends raw bytes (an HTTP request as a client writes it, repeated lines and all) to
+-- 127.0.0.1:port; returns status, headers (lower-case names; repeated ones joined by "\n"), body
+-- and the raw answer.
+function H.http_raw(port, bytes, timeout)
+  local s = assert(socket.connect("127.0.0.1", port))
+  s:settimeout(timeout or 30)
+  s:send(bytes)
+  local raw, _, partial = s:receive("*a")
+  s:close()
+  raw = raw or partial or ""
+  local top, rest = raw:match("^(.-)\r\n\r\n(.*)$")
+  if not top then return nil, {}, nil, raw end
+  local hs = {}
+  for k, v in top:gmatch("\r\n([^:]+):%s*([^\r]*)") do
+    k = k:lower()
+    hs[k] = hs[k] and (hs[k] .. "\n" .. v) or v
+  end
+  return tonumber(top:match("^HTTP/%d%.%d (%d+)")), hs, rest, raw
+end
+
 -- Number of open descriptors of a process.
 function H.fd_count(pid)
   local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")

@@ -995,7 +995,8 @@ describe("the stats endpoint", function()
     assert.equal(42, t.requests)
     assert.equal(3, t.errors)
     assert.equal(43, t.connections)
-    assert.equal(0, t.active)
+    assert.equal(0, t.active_connections)
+    assert.equal(0, t.active_requests)
     assert.equal(received, t.bytes_out)
     assert.equal(sent, t.bytes_in)
     assert.is_true(t.lua_memory > 0)
@@ -1017,7 +1018,8 @@ describe("the stats endpoint", function()
     local sum = {}
     for i, w in ipairs(st.workers) do
       assert.equal(i - 1, w.id)
-      for _, k in ipairs({ "requests", "errors", "active", "connections", "bytes_in", "bytes_out", "lua_memory" }) do
+      for _, k in ipairs({ "requests", "errors", "active_connections", "active_requests", "connections", "bytes_in",
+        "bytes_out", "lua_memory" }) do
         sum[k] = (sum[k] or 0) + w[k]
       end
     end

@@ -9,7 +9,7 @@ local scgi = { version = core.version, client_methods = core.client_methods }
 
 -- scgi.sleep(seconds): parks the running request; other requests on the worker go on.
 scgi.sleep = core.sleep
--- scgi.worker(): { id, requests, connections, served, errors, memory, memory_limit } of this worker.
+-- scgi.worker(): this worker's figures, named as in --stats (docs/api.md).
 scgi.worker = core.worker
 -- scgi.now(): a monotonic clock in seconds.
 scgi.now = core.now

@@ -182,7 +182,7 @@ routes["/result"] = function(headers, client)
   ok(client, r and serialise(r) or "return nil")
 end
 
--- scgi.sleep inside a coroutine the handler made: the error is caught and answered.
+-- scgi.sleep inside a coroutine the handler made: the request parks, then the coroutine goes on.
 routes["/sleep-in-coroutine"] = function(_, client)
   local co = coroutine.wrap(function() scgi.sleep(0.05) return "slept" end)
   local okk, err = pcall(co)

@@ -104,7 +104,7 @@ end
 routes["/memory"] = function(_, client)
   collectgarbage("collect")
   collectgarbage("collect")
-  ok(client, tostring(core.worker().memory))
+  ok(client, tostring(core.worker().lua_memory))
 end
 
 -- A CGI head without a colon: the server passes it on untouched; the web server decides.

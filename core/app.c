@@ -1,0 +1,293 @@
+/* app.c: a worker's Lua states: the allocator and its limit, warnings, module paths, loading the
+   app file, reference counts, and the pools of coroutines and header strings a state keeps. */
+#include "app.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* The allocator of a worker's states: counts the bytes in use and, while a request runs, refuses
+   to go over --memory-limit (Lua then raises "not enough memory" in that request). */
+static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  struct app_mem *m = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    m->used -= old;
+    free(ptr);
+    return NULL;
+  }
+  if (nsize > old && m->limited && m->limit && m->used + (nsize - old) > m->limit) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p == NULL) return NULL;
+  m->used = m->used - old + nsize;
+  return p;
+}
+
+/* Lua's warnings (errors in __gc metamethods, warn()) go to the log; pieces are joined. */
+static void warnf(void *ud, const char *msg, int tocont) {
+  struct app *a = ud;
+  size_t n = strlen(a->warn_buf);
+  if (n == 0 && !tocont && msg[0] == '@') return; /* control messages such as "@on" */
+  snprintf(a->warn_buf + n, sizeof a->warn_buf - n, "%s", msg);
+  if (tocont) return;
+  slog_at(LOG_WARN, "worker %d: Lua warning: %s", a->worker_id, a->warn_buf);
+  a->warn_buf[0] = '\0';
+}
+
+static int panic(lua_State *L) {
+  const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+  slog_at(LOG_ERROR, "unprotected Lua error: %s", msg);
+  return 0;
+}
+
+static int tostring_protected(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Pushes the message of the error value at idx, as a string, whatever the value is: its own
+   string, its __tostring (called protected: one that raises is reported as such), or its type. */
+void app_push_error_message(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  int t = lua_type(L, idx);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    lua_pushvalue(L, idx);
+    lua_tostring(L, -1);
+    return;
+  }
+  if (luaL_getmetafield(L, idx, "__tostring") == LUA_TNIL) {
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, tostring_protected);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) return;
+  const char *why = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  if (why)
+    lua_pushfstring(L, "(error object is a %s value; its __tostring raised: %s)",
+                    luaL_typename(L, idx), why);
+  else
+    lua_pushfstring(L, "(error object is a %s value; its __tostring raised a %s value)",
+                    luaL_typename(L, idx), luaL_typename(L, -1));
+  lua_remove(L, -2);
+}
+
+/* Message handler for loading the app: the message and a traceback (as lua.c does). */
+int app_msghandler(lua_State *L) {
+  app_push_error_message(L, 1);
+  luaL_traceback(L, L, lua_tostring(L, -1), 1);
+  return 1;
+}
+
+/* Puts the app's directory first on package.path, then the server's module directories, then
+   the path Lua made from LUA_PATH_5_4 or LUA_PATH (";;" expanded as lua5.4 does) or the
+   caller's path. */
+static void set_paths(lua_State *L, const struct app_env *env, const char *app) {
+  const char *slash = strrchr(app, '/');
+  lua_getglobal(L, "package");
+  if (slash)
+    lua_pushlstring(L, app, (size_t)(slash - app));
+  else
+    lua_pushliteral(L, ".");
+  const char *dir = lua_tostring(L, -1);
+  if (env->lua_path)
+    lua_pushstring(L, env->lua_path);
+  else
+    lua_getfield(L, -2, "path");
+  if (env->lua_path_prefix)
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s;%s", dir, dir, env->lua_path_prefix,
+                    lua_tostring(L, -1));
+  else
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+  lua_setfield(L, -4, "path");
+  lua_pop(L, 2);
+  if (env->lua_cpath) {
+    lua_pushstring(L, env->lua_cpath);
+    lua_setfield(L, -2, "cpath");
+  }
+  lua_pop(L, 1);
+}
+
+/* package.searchers[2] wrapped: the Lua file of every module require loads is reported (for
+   --reload-on-change), whenever it is loaded. Upvalues: the searcher, the app. */
+static int watched_searcher(lua_State *L) {
+  struct app_env *env = lua_touserdata(L, lua_upvalueindex(2));
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 1, 2);
+  if (lua_isfunction(L, 1) && lua_type(L, 2) == LUA_TSTRING)
+    env->on_file(lua_tostring(L, 2), env->ud);
+  return 2;
+}
+
+static void watch_requires(lua_State *L, struct app_env *env) {
+  lua_getglobal(L, "package");
+  if (lua_getfield(L, -1, "searchers") == LUA_TTABLE && lua_rawgeti(L, -1, 2) == LUA_TFUNCTION) {
+    lua_pushlightuserdata(L, env);
+    lua_pushcclosure(L, watched_searcher, 2);
+    lua_rawseti(L, -2, 2);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
+static int run(lua_State *L, const struct app_env *env, int nargs, int nres) {
+  if (env->run) return env->run(L, nargs, nres, env->ud);
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, app_msghandler);
+  lua_insert(L, base);
+  int rc = lua_pcall(L, nargs, nres, base);
+  lua_remove(L, base);
+  return rc;
+}
+
+/* --wsapi: replaces the value on top (a WSAPI app) by require("scgi.wsapi").wrap_app(value). */
+static int wrap_wsapi(lua_State *L, const struct app_env *env, const char *app) {
+  int top = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "scgi.wsapi");
+  int rc = run(L, env, 1, 1);
+  if (rc != LUA_OK) return rc;
+  lua_getfield(L, -1, "wrap_app");
+  lua_pushvalue(L, top);
+  lua_pushstring(L, app);
+  rc = run(L, env, 2, 1);
+  if (rc != LUA_OK) return rc;
+  lua_replace(L, top);
+  lua_settop(L, top);
+  return LUA_OK;
+}
+
+static struct app *app_alloc(const struct app_env *env) {
+  struct app *a = calloc(1, sizeof *a + sizeof *env);
+  if (a == NULL) return NULL;
+  a->worker_id = env->worker_id;
+  a->refs = 1;
+  memcpy(a + 1, env, sizeof *env); /* the searcher wrapper's copy of env lives with the app */
+  return a;
+}
+
+struct app *app_new(const struct app_env *env, const char *path, char *err, size_t errlen) {
+  struct app *a = app_alloc(env);
+  lua_State *L = a ? lua_newstate(lalloc, env->mem) : NULL;
+  if (L == NULL) {
+    snprintf(err, errlen, "cannot create a Lua state: out of memory");
+    free(a);
+    return NULL;
+  }
+  a->L = L;
+  a->owned = 1;
+  memset(lua_getextraspace(L), 0, LUA_EXTRASPACE); /* copied to every coroutine */
+  lua_atpanic(L, panic);
+  lua_setwarnf(L, warnf, a);
+  luaL_openlibs(L);
+  if (env->on_file) watch_requires(L, (struct app_env *)(a + 1));
+  if (env->prepare) env->prepare(L, env->ud);
+  set_paths(L, env, path);
+  int base = lua_gettop(L);
+  if (luaL_loadfile(L, path) != LUA_OK || run(L, env, 0, LUA_MULTRET) != LUA_OK) {
+    snprintf(err, errlen, "cannot load %s: %s", path,
+             lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)");
+    goto fail;
+  }
+  if (env->wsapi && lua_gettop(L) > base) {
+    lua_settop(L, base + 1);
+    if (wrap_wsapi(L, env, path) != LUA_OK) {
+      snprintf(err, errlen, "%s is not a WSAPI application: %s", path, lua_tostring(L, -1));
+      goto fail;
+    }
+  }
+  if (!lua_isfunction(L, base + 1)) {
+    snprintf(err, errlen, "%s must return the handler function, but it returned %s", path,
+             lua_gettop(L) == base ? "nothing" : luaL_typename(L, base + 1));
+    goto fail;
+  }
+  lua_settop(L, base + 1);
+  a->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, base);
+  if (env->generational)
+    lua_gc(L, LUA_GCGEN, 0, 0);
+  else
+    lua_gc(L, LUA_GCINC, 0, 0, 0); /* see docs/design.md: GC */
+  return a;
+fail:
+  lua_close(L);
+  free(a);
+  return NULL;
+}
+
+struct app *app_wrap(const struct app_env *env, lua_State *L, int handler_ref) {
+  struct app *a = app_alloc(env);
+  if (a == NULL) return NULL;
+  a->L = L;
+  a->handler_ref = handler_ref;
+  return a;
+}
+
+void app_ref(struct app *a) { a->refs++; }
+
+void app_unref(struct app *a) {
+  if (a == NULL || --a->refs > 0) return;
+  if (a->owned) {
+    lua_close(a->L);
+  } else { /* a caller's state lives on: give back what the app held in it */
+    for (int i = 0; i < a->nidle; i++)
+      luaL_unref(a->L, LUA_REGISTRYINDEX, a->idle_ref[i]);
+    for (int i = 0; i < APP_NAME_SLOTS; i++) {
+      if (a->names[i].ref > 0) luaL_unref(a->L, LUA_REGISTRYINDEX, a->names[i].ref);
+      if (a->values[i].ref > 0) luaL_unref(a->L, LUA_REGISTRYINDEX, a->values[i].ref);
+    }
+  }
+  free(a);
+}
+
+lua_State *app_thread(struct app *a, int *ref) {
+  if (a->nidle > 0) {
+    a->nidle--;
+    *ref = a->idle_ref[a->nidle];
+    return a->idle[a->nidle];
+  }
+  lua_State *co = lua_newthread(a->L);
+  *ref = luaL_ref(a->L, LUA_REGISTRYINDEX);
+  return co;
+}
+
+void app_release_thread(struct app *a, lua_State *co, int ref, int reusable) {
+  if (reusable && a->nidle < APP_CO_POOL && lua_status(co) == LUA_OK && lua_gettop(co) == 0) {
+    if (lua_gethook(co)) lua_sethook(co, NULL, 0, 0); /* one the guard armed but never ran */
+    a->idle[a->nidle] = co; /* a finished coroutine runs the next request */
+    a->idle_ref[a->nidle++] = ref;
+  } else {
+    luaL_unref(a->L, LUA_REGISTRYINDEX, ref);
+  }
+}
+
+/* A web server sends the same names in the same order every time, and many values repeat (SCGI,
+   SERVER_NAME, HTTP_HOST, ...), so a slot keeps the Lua string last seen at a position and reuses
+   it when the bytes match: a memcmp instead of hashing and interning the string again. */
+void app_push_header(lua_State *co, struct app *a, size_t pos, int value, const char *p,
+                     size_t len) {
+  if (pos >= APP_NAME_SLOTS) {
+    lua_pushlstring(co, p, len);
+    return;
+  }
+  struct str_slot *slot = value ? &a->values[pos] : &a->names[pos];
+  if (slot->ref > 0 && slot->len == len && memcmp(slot->bytes, p, len) == 0) {
+    lua_rawgeti(co, LUA_REGISTRYINDEX, slot->ref);
+    return;
+  }
+  lua_pushlstring(co, p, len);
+  if (len > sizeof slot->bytes) return;
+  if (slot->ref > 0) luaL_unref(co, LUA_REGISTRYINDEX, slot->ref);
+  lua_pushvalue(co, -1);
+  slot->ref = luaL_ref(co, LUA_REGISTRYINDEX);
+  slot->len = len;
+  memcpy(slot->bytes, p, len);
+}

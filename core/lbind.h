@@ -1,0 +1,27 @@
+/* lbind.h: what the binding files (lclient.c, lsocket.c, lshared.c, lcoro.c, lscgi.c) give each
+   other and the runtime. */
+#ifndef SCGI_LBIND_H
+#define SCGI_LBIND_H
+
+#include <lua.h>
+
+struct rt_bindings;
+
+/* The body of every request's task (lclient.c). */
+int lclient_main(lua_State *L);
+/* The metatables, created once per state by luaopen_scgi_core; lclient_open leaves the client's
+   methods table on the stack. */
+void lclient_open(lua_State *L);
+void lsocket_open(lua_State *L);
+void lshared_open(lua_State *L);
+/* Replaces coroutine.resume, wrap, status and close in L's coroutine library (lcoro.c). */
+void lcoro_install(lua_State *L);
+
+int lsocket_connect(lua_State *L);
+int lshared_get(lua_State *L);
+int luaopen_scgi_core(lua_State *L);
+
+/* What the runtime needs from the bindings (lscgi.c). */
+extern const struct rt_bindings scgi_bindings;
+
+#endif

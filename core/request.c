@@ -1,0 +1,301 @@
+/* request.c: a request: starting the handler's task for a parsed connection, its budget, the one
+   policy for how its response ends (request_end), stopping it, and freeing it once its tasks are
+   done. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "log.h"
+#include "request.h"
+#include "rt.h"
+#include "server.h"
+#include "worker.h"
+
+static const char *method_of(const struct request *r) { return r->method[0] ? r->method : "-"; }
+
+static const char *uri_of(const struct request *r) { return r->uri ? r->uri : "-"; }
+
+/* Detaches the client box: the client object then raises "closed scgi client". */
+static void detach_client(struct request *r) {
+  if (r->client) r->client->r = NULL;
+  r->client = NULL;
+}
+
+/* The one place that decides how a response ends: the status the server answers itself (500
+   when the handler wrote nothing or failed, 504 after the budget, 503 when the worker stops),
+   what is logged, and whether what was written is sent or cut. detail is the error (with its
+   traceback) for END_ERROR. */
+static void request_end(struct request *r, enum request_end why, const char *detail) {
+  struct conn *c = r->conn;
+  struct worker *w = r->rt->w;
+  double budget = r->deadline - r->start;
+  detach_client(r);
+  switch (why) {
+  case END_ERROR:
+    stat_add(&w->st.errors, 1);
+    if (r->budget_killed) {
+      stat_add(&w->st.timeout_stops, 1);
+      slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent; the handler is stopped: %s",
+              (unsigned long long)r->id, method_of(r), uri_of(r), budget, detail);
+    } else {
+      if (r->cpu_killed) stat_add(&w->st.cpu_stops, 1);
+      slog_at(LOG_ERROR, "#%llu %s %s: handler error: %s", (unsigned long long)r->id, method_of(r),
+              uri_of(r), detail);
+    }
+    break;
+  case END_BUDGET:
+    stat_add(&w->st.errors, 1);
+    stat_add(&w->st.timeout_stops, 1);
+    slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent; the handler is stopped",
+            (unsigned long long)r->id, method_of(r), uri_of(r), budget);
+    break;
+  case END_STOPPED:
+    slog_at(LOG_WARN, "#%llu %s %s: the grace period is over: the request is stopped",
+            (unsigned long long)r->id, method_of(r), uri_of(r));
+    break;
+  default: break;
+  }
+  if (c == NULL) return; /* the response had ended already */
+  r->conn = NULL;
+  r->conn_waiter = NULL;
+  c->owner = NULL;
+  conn_unwait(c);
+  if (why == END_RETURNED || why == END_CLOSED) {
+    if (!conn_wrote(c) && !c->gone)
+      conn_reply(c, 500,
+                 why == END_RETURNED ? "the handler returned without writing a response"
+                                     : "the client was closed before a response was written");
+    else
+      conn_end(c);
+  } else if (!c->gone && !conn_sent(c)) {
+    conn_reply(c,
+               why == END_STOPPED                      ? 503
+               : why == END_BUDGET || r->budget_killed ? 504
+                                                       : 500,
+               NULL);
+  } else {
+    conn_cut(c);
+  }
+}
+
+static void request_free(struct request *r) {
+  struct rt *rt = r->rt;
+  struct worker *w = rt->w;
+  ev_timer_stop(w->loop, &r->budget);
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    rt->live = r->next;
+  if (r->next) r->next->prev = r->prev;
+  rt->nlive--;
+  stat_set(&w->st.active_requests, rt->nlive);
+  if (r->client_ref != LUA_NOREF) luaL_unref(r->app->L, LUA_REGISTRYINDEX, r->client_ref);
+  stat_set(&w->st.lua_memory, rt->mem.used);
+  app_unref(r->app);
+  free(r->uri);
+  free(r);
+  worker_conn_done(w);
+}
+
+static void maybe_free(struct request *r) {
+  if (r->finished && r->conn == NULL) request_free(r);
+}
+
+static double cleanup_allowance(const struct rt *rt) {
+  double limit = rt->w->srv->cfg.cpu_limit;
+  return limit > 0 && limit < 1 ? limit : 1;
+}
+
+/* Ends the task's hold on its coroutine. One that did not return cleanly is closed first, from
+   the innermost coroutine out, so its pending to-be-closed variables run: under the guard, with
+   at most a second. A clean-up the guard stops too is abandoned and logged. */
+static void task_close(struct task *t, int reusable) {
+  struct request *r = t->req;
+  struct rt *rt = r->rt;
+  if (!reusable) {
+    lua_State *L = r->app->L;
+    for (int i = 0; i < t->depth; i++)
+      lua_sethook(t->chain[i], NULL, 0, 0);
+    rt->cleanup = 1;
+    rt->current = t;
+    guard_begin(rt, cleanup_allowance(rt), 0);
+    for (int i = t->depth - 1; i >= 0; i--) {
+      rt->running = t->chain[i];
+#if LUA_VERSION_RELEASE_NUM >= 50406
+      lua_closethread(t->chain[i], L);
+#else
+      (void)L;
+      lua_resetthread(t->chain[i]);
+#endif
+      lua_settop(t->chain[i], 0);
+    }
+    guard_end(rt);
+    rt->cleanup = 0;
+    rt->current = NULL;
+    if (r->stopped_twice) {
+      slog_at(LOG_ERROR,
+              "#%llu %s %s: its clean-up (to-be-closed variables) ran over %g s and was stopped "
+              "too: the request is abandoned",
+              (unsigned long long)r->id, method_of(r), uri_of(r), cleanup_allowance(rt));
+      r->stopped_twice = 0;
+    }
+  }
+  lua_State *co = t->co;
+  task_unchain(t);
+  app_release_thread(r->app, co, t->co_ref, reusable);
+  t->co = NULL;
+}
+
+/* Builds the log text of the error on top of co: its message (any __tostring called protected and
+   under the guard) and co's traceback. Leaves it on the app state's stack. */
+static const char *describe_error(struct request *r, lua_State *co, int st) {
+  struct rt *rt = r->rt;
+  lua_State *L = r->app->L;
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);
+  if (st == LUA_ERRMEM && rt->mem.limit) {
+    lua_pushfstring(L, "not enough memory (limit %f MiB, in use %f MiB)",
+                    (double)rt->mem.limit / 1048576.0, (double)rt->mem.used / 1048576.0);
+    stat_add(&rt->w->st.memory_stops, 1);
+  } else {
+    rt->cleanup = 1;
+    rt->current = &r->main;
+    rt->running = L;
+    guard_begin(rt, cleanup_allowance(rt), 0);
+    app_push_error_message(L, -1);
+    guard_end(rt);
+    rt->cleanup = 0;
+    rt->current = NULL;
+  }
+  luaL_traceback(L, co, lua_tostring(L, -1), 0);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return lua_tostring(L, -1);
+}
+
+void request_task_ended(struct task *t, int st, int nres) {
+  struct request *r = t->req;
+  lua_State *co = t->co, *L = r->app->L;
+  int ok = st == LUA_OK && !r->cpu_killed && !r->budget_killed;
+  (void)nres;
+  r->finished = 1;
+  ev_timer_stop(r->rt->w->loop, &r->budget);
+  if (ok) {
+    lua_settop(co, 0);
+    request_end(r, END_RETURNED, NULL);
+  } else if (atomic_load(&r->rt->w->stop) >= 2) {
+    request_end(r, END_STOPPED, NULL);
+  } else {
+    if (r->budget_killed && st != LUA_ERRRUN)
+      lua_pushfstring(co, "request budget of %f s spent (--request-timeout)",
+                      r->deadline - r->start);
+    else if (r->cpu_killed && st != LUA_ERRRUN)
+      lua_pushfstring(co, "CPU limit of %f s exceeded (the handler ran Lua without yielding)",
+                      r->rt->w->srv->cfg.cpu_limit);
+    else if (st == LUA_YIELD)
+      lua_pushliteral(co, "the handler yielded outside of an scgi call (use scgi's functions to "
+                          "wait, not coroutine.yield)");
+    int top = lua_gettop(L);
+    request_end(r, END_ERROR, describe_error(r, co, st));
+    lua_settop(L, top);
+  }
+  task_close(t, ok);
+  maybe_free(r);
+}
+
+/* Stops the request: the response ends (why), and its task is closed. */
+static void request_stop(struct request *r, enum request_end why) {
+  request_end(r, why, NULL);
+  if (!r->finished) {
+    r->finished = 1;
+    task_cancel_wait(&r->main);
+    task_close(&r->main, 0);
+  }
+  maybe_free(r);
+}
+
+static void on_budget(struct ev_loop *loop, ev_timer *t, int revents) {
+  struct request *r = (struct request *)((char *)t - offsetof(struct request, budget));
+  (void)loop;
+  (void)revents;
+  r->budget_killed = 1;
+  request_stop(r, END_BUDGET);
+}
+
+void request_close(struct request *r) { request_end(r, END_CLOSED, NULL); }
+
+void request_set_budget(struct request *r, double seconds) {
+  struct ev_loop *loop = r->rt->w->loop;
+  ev_timer_stop(loop, &r->budget);
+  if (seconds <= 0) {
+    r->deadline = 0;
+  } else {
+    ev_now_update(loop);
+    r->deadline = clock_now() + seconds;
+    ev_timer_set(&r->budget, seconds, 0.);
+    ev_timer_start(loop, &r->budget);
+  }
+  if (r->conn) r->conn->deadline = r->deadline;
+  if (r->rt->current && r->rt->current->req == r) guard_set_deadline(r->rt, r->deadline);
+}
+
+/* A parsed request: a task in the worker's current app runs rt->request_main, which builds the
+   handler's arguments from r->hdrs and calls it. */
+static int on_start(struct conn *c, const struct scgi_header *h, size_t n, int repeated) {
+  struct rt *rt = c->w->rt;
+  struct request *r = calloc(1, sizeof *r);
+  if (r == NULL || (c->rec.uri && (r->uri = strdup(c->rec.uri)) == NULL)) {
+    free(r);
+    return -1;
+  }
+  r->rt = rt;
+  r->app = rt->app;
+  app_ref(r->app);
+  r->conn = c;
+  c->owner = r;
+  r->id = c->rec.id;
+  memcpy(r->method, c->rec.method, sizeof r->method);
+  r->start = c->rec.start;
+  r->deadline = c->deadline;
+  r->client_ref = LUA_NOREF;
+  int ref;
+  lua_State *co = app_thread(r->app, &ref);
+  task_init(&r->main, r, co, ref);
+  r->next = rt->live;
+  if (rt->live) rt->live->prev = r;
+  rt->live = r;
+  rt->nlive++;
+  stat_set(&c->w->st.active_requests, rt->nlive);
+  double left = r->deadline - clock_now();
+  ev_timer_init(&r->budget, on_budget, left > 0 ? left : 0., 0.);
+  if (r->deadline > 0) ev_timer_start(c->w->loop, &r->budget);
+  r->hdrs = h;
+  r->nhdrs = n;
+  r->repeated = repeated != 0;
+  lua_pushcfunction(co, rt->request_main);
+  task_run(&r->main, 0);
+  return 0;
+}
+
+static void on_resume(struct conn *c) {
+  struct request *r = c->owner;
+  struct task *t = r ? r->conn_waiter : NULL;
+  if (t == NULL || t->wait != WAIT_CONN) {
+    conn_unwait(c);
+    return;
+  }
+  r->conn_waiter = NULL;
+  task_run(t, 0);
+}
+
+const struct conn_handler rt_conn_handler = {on_start, on_resume};
+
+void rt_abandon(struct worker *w) {
+  struct rt *rt = w->rt;
+  while (rt && rt->live) {
+    request_stop(rt->live, END_STOPPED); /* frees it */
+  }
+}

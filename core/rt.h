@@ -1,0 +1,42 @@
+/* rt.h: the Lua runtime of a worker, as the worker and the server see it (no Lua types here).
+   The runtime (task.c) builds the worker's Lua state, runs requests as tasks and owns the
+   guard; the worker calls it only through these functions. */
+#ifndef SCGI_RT_H
+#define SCGI_RT_H
+
+#include <stddef.h>
+
+struct worker;
+struct server;
+struct conn_handler;
+struct lua_State;
+
+/* What the runtime needs from the bindings above it (set by main.c and lscgi.c). */
+struct rt_bindings {
+  void (*prepare)(struct lua_State *L);     /* readies a new state before it loads the app */
+  int (*request_main)(struct lua_State *L); /* the body of a request's task */
+};
+
+/* Builds the worker's Lua runtime on the worker's thread (the app loaded, or the caller's function
+   handler wrapped). Returns 0, or -1 with a message in err. */
+int rt_open(struct worker *w, char *err, size_t errlen);
+/* SIGHUP: a new state from the app file for new requests; requests in flight finish on the old. */
+void rt_reload(struct worker *w);
+/* The worker is stopping now (the grace period is over): every request still running is
+   stopped, and one that sent nothing gets a 503. */
+void rt_abandon(struct worker *w);
+/* Closes the runtime (after rt_abandon). */
+void rt_close(struct worker *w);
+/* Requests whose handler (or a task) still runs. */
+unsigned rt_live(const struct worker *w);
+/* The handler interface the worker gives its connections. */
+extern const struct conn_handler rt_conn_handler;
+
+/* The guard's watchdog (one per server): a thread that arms the CPU guard in a worker whose Lua
+   has run too long without yielding. */
+int rt_guard_start(struct server *s, char *err, size_t errlen);
+void rt_guard_stop(struct server *s);
+/* Stops the Lua the worker runs now, whatever its limits (the second stop signal). */
+void rt_interrupt(struct worker *w);
+
+#endif

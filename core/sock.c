@@ -1,0 +1,194 @@
+/* sock.c: outbound stream sockets: every system call on them, their waits and timeouts. */
+#include "sock.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define RECV_CHUNK 16384
+
+static void on_io(struct ev_loop *loop, ev_io *io, int revents) {
+  struct sock *s = (struct sock *)io;
+  (void)loop;
+  (void)revents;
+  sock_unwait(s);
+  s->ready(s);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *t, int revents) {
+  struct sock *s = (struct sock *)((char *)t - offsetof(struct sock, timer));
+  (void)loop;
+  (void)revents;
+  sock_unwait(s);
+  s->timed_out = 1;
+  s->ready(s);
+}
+
+void sock_init(struct sock *s, void (*ready)(struct sock *s), void *owner) {
+  memset(s, 0, sizeof *s);
+  s->fd = -1;
+  s->timeout = -1;
+  s->ready = ready;
+  s->owner = owner;
+  ev_io_init(&s->io, on_io, 0, EV_WRITE);
+  ev_init(&s->timer, on_timer);
+}
+
+const char *sock_error(int e) {
+  return e == EPIPE || e == ECONNRESET || e == 0 ? "closed"
+         : e == ECONNREFUSED                     ? "connection refused"
+         : e == ETIMEDOUT                        ? "timeout"
+                                                 : strerror(e);
+}
+
+static int gone(struct sock *s, int err) {
+  s->err = err;
+  return SOCK_GONE;
+}
+
+int sock_connect(struct sock *s, const struct sockaddr *sa, socklen_t len) {
+  s->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s->fd < 0) return gone(s, errno);
+  if (connect(s->fd, sa, len) == 0) return SOCK_DONE;
+  if (errno == EINPROGRESS) return SOCK_WAIT;
+  int e = errno == EAGAIN ? ECONNREFUSED : errno; /* a full unix listener */
+  close(s->fd);
+  s->fd = -1;
+  return gone(s, e);
+}
+
+int sock_connected(struct sock *s) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (s->timed_out)
+    err = ETIMEDOUT;
+  else if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    err = errno;
+  if (err == 0) return SOCK_DONE;
+  close(s->fd);
+  s->fd = -1;
+  return gone(s, err);
+}
+
+int sock_send(struct sock *s, const char *p, size_t n, size_t *sent) {
+  while (*sent < n) {
+    ssize_t r = send(s->fd, p + *sent, n - *sent, MSG_NOSIGNAL);
+    if (r > 0) {
+      *sent += (size_t)r;
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return SOCK_WAIT;
+    return gone(s, r < 0 ? errno : EPIPE);
+  }
+  return SOCK_DONE;
+}
+
+static int make_room(struct sock *s) {
+  if (s->off > 0 && s->off == s->len) s->off = s->len = 0;
+  if (s->cap - s->len >= RECV_CHUNK) return 0;
+  if (s->off > 0) {
+    memmove(s->buf, s->buf + s->off, s->len - s->off);
+    s->len -= s->off;
+    s->off = 0;
+  }
+  if (s->cap - s->len >= RECV_CHUNK) return 0;
+  size_t cap = s->cap ? s->cap * 2 : RECV_CHUNK * 2;
+  char *p = realloc(s->buf, cap);
+  if (p == NULL) return -1;
+  s->buf = p;
+  s->cap = cap;
+  return 0;
+}
+
+int sock_fill(struct sock *s) {
+  if (make_room(s) < 0) return gone(s, ENOMEM);
+  for (;;) {
+    ssize_t n = recv(s->fd, s->buf + s->len, s->cap - s->len, 0);
+    if (n > 0) {
+      s->len += (size_t)n;
+      return SOCK_DONE;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return SOCK_WAIT;
+    return gone(s, n < 0 ? errno : 0);
+  }
+}
+
+void sock_take(struct sock *s, size_t n) {
+  s->off += n;
+  if (s->off == s->len) s->off = s->len = 0;
+}
+
+void sock_wait(struct sock *s, struct ev_loop *loop, int events) {
+  s->loop = loop;
+  s->timed_out = 0;
+  ev_io_set(&s->io, s->fd, events);
+  ev_io_start(loop, &s->io);
+  if (s->timeout >= 0) {
+    ev_now_update(loop); /* the handler may have run for a while since the loop woke */
+    ev_timer_set(&s->timer, s->timeout, 0.);
+    ev_timer_start(loop, &s->timer);
+  }
+}
+
+void sock_unwait(struct sock *s) {
+  if (s->loop == NULL) return;
+  ev_io_stop(s->loop, &s->io);
+  ev_timer_stop(s->loop, &s->timer);
+}
+
+void sock_close(struct sock *s) {
+  sock_unwait(s);
+  if (s->fd >= 0) close(s->fd);
+  s->fd = -1;
+  free(s->buf);
+  s->buf = NULL;
+  s->cap = s->len = s->off = 0;
+}
+
+int sock_set_option(struct sock *s, const char *name, int on) {
+  if (strcmp(name, "keepalive") == 0)
+    return setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  if (strcmp(name, "tcp-nodelay") == 0)
+    return setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  return -1;
+}
+
+int sock_shutdown(struct sock *s, const char *how) {
+  return shutdown(s->fd, strcmp(how, "send") == 0      ? SHUT_WR
+                         : strcmp(how, "receive") == 0 ? SHUT_RD
+                                                       : SHUT_RDWR);
+}
+
+int sock_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
+                 const char **err) {
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
+  char portstr[16];
+  snprintf(portstr, sizeof portstr, "%d", port);
+  int rc = getaddrinfo(host, portstr, &hints, &res);
+  if (rc != 0) {
+    *err = gai_strerror(rc);
+    return -1;
+  }
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
+int sock_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len) {
+  struct sockaddr_un *su = (struct sockaddr_un *)ss;
+  if (strlen(path) >= sizeof su->sun_path) return -1;
+  memset(ss, 0, sizeof *ss);
+  su->sun_family = AF_UNIX;
+  strcpy(su->sun_path, path);
+  *len = sizeof *su;
+  return 0;
+}

@@ -1,0 +1,47 @@
+/* sock.h: outbound stream sockets (TCP and unix): connecting, sending, receiving into a buffer,
+   and waiting with a timeout. No Lua here. Calls answer SOCK_DONE, SOCK_WAIT (wait with
+   sock_wait, then call again) or SOCK_GONE (err tells why; 0 is an orderly close). */
+#ifndef SCGI_SOCK_H
+#define SCGI_SOCK_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+enum sock_io { SOCK_DONE = 0, SOCK_WAIT = 1, SOCK_GONE = -1 };
+
+struct sock {
+  ev_io io; /* first member */
+  ev_timer timer;
+  struct ev_loop *loop;
+  void (*ready)(struct sock *s); /* the wait ended (timed_out tells how) */
+  void *owner;
+  int fd;
+  int err;
+  int timed_out;
+  double timeout; /* seconds per wait; < 0: none */
+  char *buf;      /* received bytes not taken yet: buf[off..len) */
+  size_t cap, len, off;
+};
+
+void sock_init(struct sock *s, void (*ready)(struct sock *s), void *owner);
+/* Starts connecting to sa; SOCK_WAIT while it is in progress (then sock_connected). */
+int sock_connect(struct sock *s, const struct sockaddr *sa, socklen_t len);
+int sock_connected(struct sock *s);
+int sock_send(struct sock *s, const char *p, size_t n, size_t *sent);
+/* Reads what the socket has into the buffer: SOCK_DONE when something came. */
+int sock_fill(struct sock *s);
+void sock_take(struct sock *s, size_t n);
+void sock_wait(struct sock *s, struct ev_loop *loop, int events);
+void sock_unwait(struct sock *s);
+void sock_close(struct sock *s);
+int sock_set_option(struct sock *s, const char *name, int on);
+int sock_shutdown(struct sock *s, const char *how);
+/* Resolves host and port to one address (blocking getaddrinfo); 0, or -1 with a message. */
+int sock_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
+                 const char **err);
+/* A unix socket address; -1 when the path is too long. */
+int sock_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len);
+const char *sock_error(int err);
+
+#endif

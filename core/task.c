@@ -1,0 +1,324 @@
+/* task.c: tasks: resuming a task's coroutine from the loop, its waits (the socket, a timer,
+   something else), the coroutines it resumes through scgi's coroutine library, and the worker's
+   runtime (its Lua state, reload). How a request starts and ends is in request.c. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "log.h"
+#include "request.h"
+#include "rt.h"
+#include "server.h"
+#include "task.h"
+#include "worker.h"
+
+/* Per thread, not global: each worker thread runs exactly one worker. */
+static __thread struct rt *tls_rt;
+
+struct rt *rt_self(void) {
+  return tls_rt;
+}
+
+static struct task **extra(lua_State *co) { return (struct task **)lua_getextraspace(co); }
+
+int task_holds(lua_State *co) { return *extra(co) != NULL; }
+
+static void on_wake(struct ev_loop *loop, ev_timer *t, int revents);
+
+void task_init(struct task *t, struct request *r, lua_State *co, int ref) {
+  memset(t, 0, sizeof *t);
+  t->co = co;
+  t->co_ref = ref;
+  t->req = r;
+  t->chain = t->inline_chain;
+  t->chain_nowait = t->inline_nowait;
+  t->cap = TASK_CHAIN;
+  t->chain[0] = co;
+  t->chain_nowait[0] = 0;
+  t->depth = 1;
+  *extra(co) = t;
+  ev_init(&t->wake, on_wake);
+}
+
+/* Forgets the task's coroutines (they are no longer part of a task). */
+void task_unchain(struct task *t) {
+  for (int i = 0; i < t->depth; i++)
+    if (*extra(t->chain[i]) == t) *extra(t->chain[i]) = NULL;
+  t->depth = 0;
+  t->nowait = 0;
+  if (t->chain != t->inline_chain) {
+    free(t->chain);
+    free(t->chain_nowait);
+    t->chain = t->inline_chain;
+    t->chain_nowait = t->inline_nowait;
+    t->cap = TASK_CHAIN;
+  }
+}
+
+static int chain_push(struct task *t, lua_State *co, int nowait) {
+  if (t->depth == t->cap) {
+    int cap = t->cap * 2;
+    lua_State **c = malloc((size_t)cap * sizeof *c);
+    unsigned char *n = malloc((size_t)cap);
+    if (c == NULL || n == NULL) {
+      free(c);
+      free(n);
+      return -1;
+    }
+    memcpy(c, t->chain, (size_t)t->depth * sizeof *c);
+    memcpy(n, t->chain_nowait, (size_t)t->depth);
+    if (t->chain != t->inline_chain) {
+      free(t->chain);
+      free(t->chain_nowait);
+    }
+    t->chain = c;
+    t->chain_nowait = n;
+    t->cap = cap;
+  }
+  t->chain[t->depth] = co;
+  t->chain_nowait[t->depth++] = (unsigned char)nowait;
+  t->nowait += nowait;
+  *extra(co) = t;
+  return 0;
+}
+
+static void chain_pop(struct task *t) {
+  lua_State *co = t->chain[--t->depth];
+  t->nowait -= t->chain_nowait[t->depth];
+  *extra(co) = NULL;
+}
+
+/* Cancels what a parked task waits on. */
+void task_cancel_wait(struct task *t) {
+  struct request *r = t->req;
+  if (t->wait == WAIT_CONN && r->conn) conn_unwait(r->conn);
+  if (t->wait == WAIT_TIMER) ev_timer_stop(r->rt->w->loop, &t->wake);
+  if (t->wait == WAIT_OTHER && t->cancel) t->cancel(t->cancel_arg);
+  t->cancel = NULL;
+  t->wait = WAIT_NONE;
+}
+
+/* Resumes the task's coroutine (and, through it, the coroutine it waits in). */
+void task_run(struct task *t, int nargs) {
+  struct request *r = t->req;
+  struct rt *rt = r->rt;
+  int nres = 0;
+  t->wait = WAIT_NONE;
+  rt->current = t;
+  rt->running = t->co;
+  guard_begin(rt, rt->w->srv->cfg.cpu_limit, r->deadline);
+  rt->mem.limited = 1;
+  int st = lua_resume(t->co, r->app->L, nargs, &nres);
+  rt->mem.limited = 0;
+  guard_end(rt);
+  rt->current = NULL;
+  if (st == LUA_YIELD && t->wait != WAIT_NONE && !r->cpu_killed && !r->budget_killed)
+    return; /* parked */
+  request_task_ended(t, st, nres);
+}
+
+/* The running task when L is the coroutine it runs now; raises otherwise. */
+struct task *task_running(lua_State *L, const char *what) {
+  struct rt *rt = tls_rt;
+  if (rt == NULL || rt->current == NULL || rt->running != L)
+    luaL_error(L, "%s can only be called from a request's handler (or a coroutine it resumed)",
+               what);
+  return rt->current;
+}
+
+/* Checks that the running task can wait here, and that it was not stopped meanwhile. */
+void task_check_wait(lua_State *L, struct task *t) {
+  if (t->req->rt->killed) luaL_error(L, "the request was stopped");
+  if (!lua_isyieldable(L) || t->nowait > 0)
+    luaL_error(L, "cannot wait across a C call here (a metamethod, an iterator called by C, or "
+                  "a coroutine resumed by C)");
+}
+
+int task_wait_conn(lua_State *L, struct task *t, int events, lua_KContext ctx, lua_KFunction k) {
+  struct request *r = t->req;
+  task_check_wait(L, t);
+  t->wait = WAIT_CONN;
+  r->conn_waiter = t;
+  conn_wait(r->conn, events);
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+int task_sleep(lua_State *L, struct task *t, double seconds, lua_KContext ctx, lua_KFunction k) {
+  struct ev_loop *loop = t->req->rt->w->loop;
+  task_check_wait(L, t);
+  t->wait = WAIT_TIMER;
+  ev_now_update(loop); /* the handler may have run for a while since the loop woke */
+  ev_timer_set(&t->wake, seconds, 0.);
+  ev_timer_start(loop, &t->wake);
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+int task_wait_other(lua_State *L, struct task *t, void (*cancel)(void *), void *arg,
+                    lua_KContext ctx, lua_KFunction k) {
+  task_check_wait(L, t);
+  t->wait = WAIT_OTHER;
+  t->cancel = cancel;
+  t->cancel_arg = arg;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+int task_slice_over(lua_State *L) {
+  struct rt *rt = tls_rt;
+  return rt && atomic_load_explicit(&rt->slice_over, memory_order_relaxed) && rt->running == L &&
+         rt->current && rt->current->nowait == 0 && lua_isyieldable(L);
+}
+
+int task_yield_slice(lua_State *L, struct task *t, lua_KContext ctx, lua_KFunction k) {
+  task_check_wait(L, t);
+  task_wake_later(t);
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+/* A task is woken: for a request, first notice whether the web server is still there. */
+static void wake(struct task *t) {
+  struct conn *c = t->req->conn;
+  if (c) conn_alive(c); /* so the next write knows the peer left */
+  task_run(t, 0);
+}
+
+static void on_wake(struct ev_loop *loop, ev_timer *w, int revents) {
+  struct task *t = (struct task *)((char *)w - offsetof(struct task, wake));
+  (void)loop;
+  (void)revents;
+  if (t->wait != WAIT_TIMER) return;
+  wake(t);
+}
+
+void task_wake(struct task *t) {
+  if (t->wait != WAIT_OTHER) return;
+  t->cancel = NULL;
+  wake(t);
+}
+
+void task_wake_later(struct task *t) {
+  t->cancel = NULL;
+  t->wait = WAIT_TIMER;
+  ev_timer_set(&t->wake, 0., 0.);
+  ev_timer_start(t->req->rt->w->loop, &t->wake);
+}
+
+/* L resumes co: inside the running task, co joins the task's chain, so a wait in co parks the
+   whole task and the next resume comes back to co; *parked tells the caller to yield too. */
+int task_resume_coroutine(lua_State *L, lua_State *co, int nargs, int *nres, int *parked) {
+  struct rt *rt = tls_rt;
+  struct task *t = rt ? rt->current : NULL;
+  *parked = 0;
+  if (t == NULL || rt->running != L) return lua_resume(co, L, nargs, nres);
+  int again = t->depth > 0 && t->chain[t->depth - 1] == co && *extra(co) == t;
+  if (!again && chain_push(t, co, !lua_isyieldable(L)) < 0) {
+    lua_pushliteral(L, "not enough memory");
+    return LUA_ERRMEM;
+  }
+  rt->running = co;
+  int st = lua_resume(co, L, nargs, nres);
+  rt->running = L;
+  if (st == LUA_YIELD && (t->wait != WAIT_NONE || rt->killed)) { /* a wait, or the guard */
+    *parked = 1;
+    if (rt->killed && !lua_isyieldable(L)) return guard_raise(L); /* no yield can pass here */
+    return st;
+  }
+  if (t->depth > 1 && t->chain[t->depth - 1] == co) chain_pop(t);
+  return st;
+}
+
+/* ---- the worker's runtime ---- */
+
+static void on_file(const char *path, void *ud) { server_watch(((struct rt *)ud)->w->srv, path); }
+
+static void prepare(lua_State *L, void *ud) { ((struct rt *)ud)->w->srv->bindings->prepare(L); }
+
+/* Runs a function of the state (the app file, at load time) under the guard. */
+static int run_guarded(lua_State *L, int nargs, int nres, void *ud) {
+  struct rt *rt = ud;
+  double limit = rt->w->srv->cfg.cpu_limit;
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, app_msghandler);
+  lua_insert(L, base);
+  rt->running = L;
+  guard_begin(rt, limit > 0 && limit < 30 ? 30 : limit, 0);
+  int rc = lua_pcall(L, nargs, nres, base);
+  guard_end(rt);
+  lua_remove(L, base);
+  return rc;
+}
+
+int rt_open(struct worker *w, char *err, size_t errlen) {
+  struct server *s = w->srv;
+  struct rt *rt = calloc(1, sizeof *rt);
+  if (rt == NULL) {
+    snprintf(err, errlen, "worker %d: out of memory", w->id);
+    return -1;
+  }
+  rt->w = w;
+  rt->mem.limit = (size_t)(s->cfg.memory_limit * 1048576.0);
+  rt->request_main = s->bindings->request_main;
+  rt->env = (struct app_env){.worker_id = w->id,
+                             .mem = &rt->mem,
+                             .lua_path = s->lua_path,
+                             .lua_cpath = s->lua_cpath,
+                             .lua_path_prefix = s->lua_path_prefix,
+                             .wsapi = s->cfg.wsapi,
+                             .generational = s->cfg.gc && strcmp(s->cfg.gc, "generational") == 0,
+                             .prepare = prepare,
+                             .run = run_guarded,
+                             .on_file = s->cfg.reload_on_change ? on_file : NULL,
+                             .ud = rt};
+  w->rt = rt;
+  tls_rt = rt;
+  guard_install();
+  if (s->fn_L) {
+    *extra(s->fn_L) = NULL;
+    rt->app = app_wrap(&rt->env, s->fn_L, s->fn_ref);
+    if (rt->app == NULL) snprintf(err, errlen, "worker %d: out of memory", w->id);
+  } else {
+    rt->app = app_new(&rt->env, s->cfg.app, err, errlen);
+  }
+  if (rt->app == NULL) {
+    w->rt = NULL;
+    tls_rt = NULL;
+    free(rt);
+    return -1;
+  }
+  stat_set(&w->st.lua_memory, rt->mem.used);
+  return 0;
+}
+
+void rt_reload(struct worker *w) {
+  struct rt *rt = w->rt;
+  char err[1024];
+  if (w->srv->fn_L) {
+    if (w->id == 0) slog("reload: a function handler cannot be reloaded; serving on");
+    return;
+  }
+  struct app *a = app_new(&rt->env, w->srv->cfg.app, err, sizeof err);
+  if (a == NULL) {
+    slog_at(LOG_ERROR, "worker %d: reload failed, the running app goes on serving: %s", w->id, err);
+    stat_add(&w->st.reload_failures, 1);
+    return;
+  }
+  struct app *old = rt->app;
+  rt->app = a;
+  app_unref(old);
+  stat_add(&w->st.reloads, 1);
+  slog("worker %d: reloaded %s", w->id, w->srv->cfg.app);
+}
+
+unsigned rt_live(const struct worker *w) { return w->rt ? w->rt->nlive : 0; }
+
+void rt_close(struct worker *w) {
+  struct rt *rt = w->rt;
+  if (rt == NULL) return;
+  rt_abandon(w);
+  app_unref(rt->app);
+  w->rt = NULL;
+  tls_rt = NULL;
+  free(rt);
+}
