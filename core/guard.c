@@ -175,7 +175,7 @@ int guard_raise(lua_State *L) {
 /* ---- the watchdog ---- */
 
 struct watch {
-  uint64_t start, signaled_at;
+  uint64_t start, first_signal, signaled_at;
   int stuck_logged;
 };
 
@@ -187,23 +187,24 @@ static void watch_worker(struct worker *w, struct watch *ws, uint64_t now, int *
   *busy = 1;
   if (ws->start != start) {
     ws->start = start;
-    ws->signaled_at = 0;
+    ws->first_signal = ws->signaled_at = 0;
     ws->stuck_logged = 0;
   }
   if (now - start >= SLICE_NS) atomic_store_explicit(&rt->slice_over, 1, memory_order_relaxed);
   uint64_t limit = atomic_load_explicit(&rt->limit_ns, memory_order_relaxed);
   if (limit == 0 || now < limit) return;
   if (ws->signaled_at == 0 || now - ws->signaled_at >= RESIGNAL_NS) {
+    if (ws->first_signal == 0) ws->first_signal = now;
     ws->signaled_at = now;
     atomic_store_explicit(&rt->signaled, 1, memory_order_relaxed);
     pthread_kill(w->thread, guard_signal());
   }
-  if (!ws->stuck_logged && now - limit >= STUCK_NS) {
+  if (!ws->stuck_logged && now - ws->first_signal >= STUCK_NS) {
     ws->stuck_logged = 1;
     slog_at(LOG_ERROR,
-            "worker %d: its Lua has run %.1f s past its limit and the guard cannot stop it (a "
+            "worker %d: the guard has not stopped its Lua %.1f s after its limit (it runs a "
             "__gc metamethod, where Lua runs no hooks, or a blocking C function)",
-            w->id, (double)(now - limit) * 1e-9);
+            w->id, (double)(now - ws->first_signal) * 1e-9);
   }
 }
 

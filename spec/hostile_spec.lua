@@ -1,0 +1,158 @@
+-- spec/hostile_spec.lua: handlers that misbehave (error objects with raising, yielding or looping
+-- __tostring, <close> that loops after the guard fired, loops in coroutines the handler made,
+-- nested server calls), and stop signals while a worker runs Lua: the request gets a clear
+-- answer, the worker serves on, and the process stops when told.
+local H = require "helper"
+
+local function log_after(srv, mark, pattern, timeout)
+  return H.wait_for(function()
+    local out = srv.output():sub(mark + 1)
+    return out:find(pattern) and out
+  end, timeout or 5, "the log line " .. pattern)
+end
+
+local function hello_ok(srv)
+  local status, _, body = H.request(srv.addr, "GET", "/hello")
+  assert.equal(200, status)
+  assert.equal("Hello world\n", body)
+end
+
+describe("error objects with hostile metamethods", function()
+  local srv
+  setup(function() srv = H.start("hostile.lua", { options = { ["cpu-limit"] = "1" } }) end)
+  teardown(function()
+    if srv then assert.equal(0, srv.stop()) end
+    H.cleanup()
+  end)
+
+  it("a __tostring that raises: 500, the reason logged, the process alive", function()
+    local mark = #srv.output()
+    assert.equal(500, (H.request(srv.addr, "GET", "/tostring-raises")))
+    local out = log_after(srv, mark, "handler error")
+    assert.truthy(out:find("GET /tostring-raises: handler error: (error object is a table value; " ..
+      "its __tostring raised: ", 1, true), out)
+    assert.truthy(out:find("attempt to concatenate a nil value (field 'code')", 1, true), out)
+    assert.is_true(srv.alive())
+    hello_ok(srv)
+  end)
+
+  it("a __tostring that returns a number: the number is the message", function()
+    local mark = #srv.output()
+    assert.equal(500, (H.request(srv.addr, "GET", "/tostring-number")))
+    assert.truthy(log_after(srv, mark, "handler error"):find("/tostring-number: handler error: 42\n",
+      1, true))
+    hello_ok(srv)
+  end)
+
+  it("a __tostring that yields: 500, and the failed yield is the reason", function()
+    local mark = #srv.output()
+    assert.equal(500, (H.request(srv.addr, "GET", "/tostring-yields")))
+    local out = log_after(srv, mark, "handler error")
+    assert.truthy(out:find("its __tostring raised: attempt to yield", 1, true), out)
+    hello_ok(srv)
+  end)
+
+  it("a __tostring that loops is stopped by the guard within about a second", function()
+    local mark, t0 = #srv.output(), H.now()
+    assert.equal(500, (H.request(srv.addr, "GET", "/tostring-loops")))
+    assert.is_true(H.now() - t0 < 3, "took " .. H.now() - t0)
+    local out = log_after(srv, mark, "handler error")
+    assert.truthy(out:find("its __tostring raised: clean-up of a stopped request took too long", 1,
+      true), out)
+    hello_ok(srv)
+  end)
+end)
+
+describe("the CPU guard against to-be-closed variables and user coroutines", function()
+  local srv
+  setup(function() srv = H.start("hostile.lua", { options = { ["cpu-limit"] = "1" } }) end)
+  teardown(function()
+    if srv then assert.equal(0, srv.stop()) end
+    H.cleanup()
+  end)
+
+  for _, route in ipairs({ "/close-loops", "/close-loops-after-error" }) do
+    it(route .. ": the <close> that loops is stopped too, the request abandoned, the worker serves on",
+      function()
+        local mark, t0 = #srv.output(), H.now()
+        assert.equal(500, (H.request(srv.addr, "GET", route)))
+        assert.is_true(H.now() - t0 < 2.5, "the 500 took " .. H.now() - t0)
+        local out = log_after(srv, mark, "the request is abandoned", 5)
+        assert.truthy(out:find("GET " .. route .. ": its clean-up", 1, true), out)
+        assert.is_true(H.now() - t0 < 4, "the clean-up was stopped after " .. H.now() - t0)
+        hello_ok(srv)
+      end)
+  end
+
+  it("pcall(coroutine.wrap(an endless loop)) cannot keep the handler going: 500", function()
+    local mark = #srv.output()
+    local status, _, body = H.request(srv.addr, "GET", "/wrap-loop")
+    assert.equal(500, status, body)
+    assert.truthy(log_after(srv, mark, "handler error"):find("CPU limit of 1.0 s exceeded", 1, true))
+    hello_ok(srv)
+  end)
+
+  it("a loop inside a generator the handler iterates: 500", function()
+    local status, _, body = H.request(srv.addr, "GET", "/generator-loop")
+    assert.equal(500, status, body)
+    hello_ok(srv)
+  end)
+end)
+
+describe("server calls where none belong", function()
+  after_each(H.cleanup)
+
+  it("scgi.handle_requests from a handler raises a clear error", function()
+    local srv = H.start("hostile.lua")
+    local status, _, body = H.request(srv.addr, "GET", "/nested-serve")
+    assert.equal(200, status)
+    assert.matches("^false .*cannot be called inside a running server", body)
+    hello_ok(srv)
+    assert.equal(0, srv.stop())
+  end)
+
+  it("scgi.handle_requests in the app file at load time: exit 1 naming the call", function()
+    local srv = H.start("hostile.lua", { expect_fail = true, env = "HOSTILE_SERVE_AT_LOAD=1" })
+    assert.equal(1, srv.wait(10))
+    assert.truthy(srv.output():find("cannot be called inside a running server", 1, true))
+  end)
+end)
+
+describe("a second stop signal while a worker runs Lua", function()
+  after_each(H.cleanup)
+
+  local function stop_twice(srv)
+    srv.kill("TERM")
+    H.sleep(0.3)
+    assert.is_true(srv.alive())
+    local t0 = H.now()
+    srv.kill("TERM")
+    local rc = srv.wait(10)
+    return rc, H.now() - t0
+  end
+
+  it("with --cpu-limit 0 and a handler in an endless loop: the process ends within a second", function()
+    local srv = H.start("hostile.lua", { options = { ["cpu-limit"] = "0" } })
+    local s = assert(H.connect(srv.addr, 10))
+    s:send((H.encode(H.nginx_headers("GET", "/loop"))))
+    H.sleep(0.3)
+    local rc, took = stop_twice(srv)
+    assert.is_true(took < 1.5, "exited after " .. took .. " s")
+    assert.equal(0, rc)
+    local data, _, partial = s:receive("*a")
+    s:close()
+    assert.equal(503, H.parse(data or partial))
+  end)
+
+  it("with a worker looping in a __gc (where no hook runs): the process ends within a second", function()
+    local srv = H.start("hostile.lua")
+    local s = assert(H.connect(srv.addr, 10))
+    s:send((H.encode(H.nginx_headers("GET", "/gc-loop"))))
+    H.sleep(0.3)
+    local rc, took = stop_twice(srv)
+    s:close()
+    assert.is_true(took < 1.8, "exited after " .. took .. " s")
+    assert.equal(1, rc)
+    assert.truthy(srv.output():find("did not stop within 1 s of the second signal", 1, true))
+  end)
+end)
