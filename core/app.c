@@ -269,22 +269,9 @@ void app_release_thread(struct app *a, lua_State *co, int ref, int reusable) {
   }
 }
 
-/* A web server sends the same names in the same order every time, and many values repeat (SCGI,
-   SERVER_NAME, HTTP_HOST, ...), so a slot keeps the Lua string last seen at a position and reuses
-   it when the bytes match: a memcmp instead of hashing and interning the string again. */
-void app_push_header(lua_State *co, struct app *a, size_t pos, int value, const char *p,
-                     size_t len) {
-  if (pos >= APP_NAME_SLOTS) {
-    lua_pushlstring(co, p, len);
-    return;
-  }
-  struct str_slot *slot = value ? &a->values[pos] : &a->names[pos];
-  if (slot->ref > 0 && slot->len == len && memcmp(slot->bytes, p, len) == 0) {
-    lua_rawgeti(co, LUA_REGISTRYINDEX, slot->ref);
-    return;
-  }
+void app_push_header_slow(lua_State *co, struct str_slot *slot, const char *p, size_t len) {
   lua_pushlstring(co, p, len);
-  if (len > sizeof slot->bytes) return;
+  if (slot == NULL || len > sizeof slot->bytes) return;
   if (slot->ref > 0) luaL_unref(co, LUA_REGISTRYINDEX, slot->ref);
   lua_pushvalue(co, -1);
   slot->ref = luaL_ref(co, LUA_REGISTRYINDEX);

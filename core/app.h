@@ -6,6 +6,7 @@
 
 #include <lua.h>
 #include <stddef.h>
+#include <string.h>
 
 #define APP_CO_POOL 64    /* finished coroutines an app keeps for the next requests */
 #define APP_NAME_SLOTS 48 /* header positions whose name and value strings an app keeps */
@@ -66,8 +67,22 @@ int app_msghandler(lua_State *L);
 lua_State *app_thread(struct app *a, int *ref);
 /* Gives a task's coroutine back: kept for reuse if it finished cleanly, else unreferenced. */
 void app_release_thread(struct app *a, lua_State *co, int ref, int reusable);
-/* Pushes a header's name or value through the app's cache slot for its position. */
-void app_push_header(lua_State *co, struct app *a, size_t pos, int value, const char *p,
-                     size_t len);
+/* Pushes a header's name or value through the app's cache slot for its position: a web server
+   sends the same names in the same order every time, and many values repeat (SCGI, SERVER_NAME,
+   HTTP_HOST, ...), so a slot keeps the Lua string last seen at a position and reuses it when the
+   bytes match: a memcmp instead of hashing and interning the string again. */
+void app_push_header_slow(lua_State *co, struct str_slot *slot, const char *p, size_t len);
+static inline void app_push_header(lua_State *co, struct app *a, size_t pos, int value,
+                                   const char *p, size_t len) {
+  struct str_slot *slot = NULL;
+  if (pos < APP_NAME_SLOTS) {
+    slot = value ? &a->values[pos] : &a->names[pos];
+    if (slot->ref > 0 && slot->len == len && memcmp(slot->bytes, p, len) == 0) {
+      lua_rawgeti(co, LUA_REGISTRYINDEX, slot->ref);
+      return;
+    }
+  }
+  app_push_header_slow(co, slot, p, len);
+}
 
 #endif

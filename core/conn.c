@@ -165,6 +165,11 @@ static void conn_arm_budget(struct conn *c, double min) {
   ev_timer_start(loop, &c->budget);
 }
 
+void conn_set_deadline(struct conn *c, double deadline) {
+  c->deadline = deadline;
+  conn_arm_budget(c, 0);
+}
+
 /* ---- writing ---- */
 
 /* The first bytes of a response: its status for the log, and a warning (counted as an error)
@@ -172,7 +177,7 @@ static void conn_arm_budget(struct conn *c, double min) {
 static void note_head(struct conn *c, const char *p, size_t n) {
   const char *why = NULL;
   if (c->rec.head_checked || c->rec.bytes_out > 0) return;
-  if (stats_note_head(&c->rec, p, n, &why) < 0) {
+  if (stats_note_head(&c->w->head_cache, &c->rec, p, n, &why) < 0) {
     slog_at(LOG_WARN,
             "#%llu %s %s: the response does not start with a CGI head (%s): the web server "
             "answers 502",
@@ -365,7 +370,9 @@ void conn_end(struct conn *c) {
     conn_close(c);
     return;
   }
-  conn_arm_budget(c, FLUSH_MIN);
+  if (c->deadline > 0 &&
+      (!ev_is_active(&c->budget) || ev_timer_remaining(c->w->loop, &c->budget) < FLUSH_MIN))
+    conn_arm_budget(c, FLUSH_MIN);
   conn_flush_step(c);
 }
 
@@ -436,7 +443,6 @@ static void conn_dispatch(struct conn *c, size_t consumed, size_t nh, uint64_t c
     conn_reply(c, 413, why);
     return;
   }
-  ev_timer_stop(w->loop, &c->budget); /* the request keeps the budget now */
   if (w->handler->start(c, w->hdrs, nh, c->repeated) < 0)
     conn_reply(c, 500, "cannot start the handler: out of memory");
 }
@@ -548,12 +554,15 @@ static void conn_on_timer(struct ev_loop *loop, ev_timer *t, int revents) {
   conn_close(c);
 }
 
-/* --request-timeout while no request owns the connection: reading the head, or flushing. */
+/* --request-timeout: the owner decides; without one, the connection is closed. */
 static void conn_on_budget(struct ev_loop *loop, ev_timer *t, int revents) {
   struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, budget));
   (void)loop;
   (void)revents;
-  if (c->state == CONN_OPEN) return;
+  if (c->state == CONN_OPEN && c->owner) {
+    c->w->handler->expire(c);
+    return;
+  }
   slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent while %s; closing",
           (unsigned long long)c->rec.id, logm(c), logu(c), c->deadline - c->rec.start, doing(c));
   conn_close(c);

@@ -30,6 +30,8 @@ struct conn_handler {
   int (*start)(struct conn *c, const struct scgi_header *h, size_t n, int repeated);
   /* What the owner waited for with conn_wait is ready, or the peer went away, or --timeout. */
   void (*resume)(struct conn *c);
+  /* The request's budget (the deadline) ran out while it owns the connection. */
+  void (*expire)(struct conn *c);
 };
 
 struct conn {
@@ -45,7 +47,7 @@ struct conn {
   char *out;
   size_t out_cap, out_len, out_off;
   uint64_t content_length, body_recv, body_read;
-  ev_timer budget;       /* --request-timeout while no request owns it (head, flush, linger) */
+  ev_timer budget;       /* --request-timeout: until the deadline, in every state */
   double deadline;       /* when the request's budget ends (monotonic), 0: never */
   int err;               /* why the peer is gone: an errno, ETIMEDOUT after --timeout */
   unsigned gone : 1;     /* the peer closed, reset or stalled: reads and writes answer GONE */
@@ -84,6 +86,8 @@ void conn_cut(struct conn *c);
 /* The server's own answer (a CGI error response with this status) instead of what is buffered;
    why, if not NULL, is logged. */
 void conn_reply(struct conn *c, int status, const char *why);
+/* The owner moves the deadline (0: none); the handler's expire follows when it passes. */
+void conn_set_deadline(struct conn *c, double deadline);
 /* The peer went away (or stalled): reads and writes answer CONN_GONE from now on. */
 void conn_set_gone(struct conn *c, int err);
 

@@ -7,8 +7,10 @@
 
 struct rt_bindings;
 
-/* The body of every request's task (lclient.c). */
-int lclient_main(lua_State *L);
+struct request;
+
+/* Pushes a request's handler and its arguments on its coroutine (lclient.c). */
+int lclient_push_args(lua_State *co, struct request *r);
 /* The metatables, created once per state by luaopen_scgi_core; lclient_open leaves the client's
    methods table on the stack. */
 void lclient_open(lua_State *L);

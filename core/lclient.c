@@ -1,6 +1,5 @@
 /* lclient.c: the scgi.client object (write, read, flush, close, closed, budget; respond in Lua,
-   core/client.lua) and lclient_main, the body of every request's task: it builds the handler's
-   headers table and client, then calls the handler. */
+   core/client.lua), and the handler's arguments: the headers table and the client. */
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdint.h>
@@ -203,7 +202,7 @@ static int client_tostring(lua_State *L) {
   if (b->r == NULL)
     lua_pushliteral(L, "scgi.client (closed)");
   else
-    lua_pushfstring(L, "scgi.client (%s %s)", b->r->method, b->r->uri ? b->r->uri : "-");
+    lua_pushfstring(L, "scgi.client (%s %s)", b->r->method, request_uri(b->r));
   return 1;
 }
 
@@ -271,28 +270,17 @@ static void push_headers(lua_State *L, struct request *r) {
   }
 }
 
-static int main_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)L;
-  (void)status;
-  (void)ctx;
-  return 0;
-}
-
-/* The body of a request's task: handler(headers, client), inside the coroutine, so that an error
-   building the arguments (memory) is the request's error, not the worker's. */
-int lclient_main(lua_State *L) {
-  struct request *r = task_running(L, "a request")->req;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, r->app->handler_ref);
-  push_headers(L, r);
-  r->hdrs = NULL;
-  struct client_box *b = (struct client_box *)lua_newuserdatauv(L, sizeof *b, 0);
-  b->r = NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &client_mt_key); /* faster than a lookup by name */
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  r->client_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+/* Pushes the client (which stays there while the handler runs: its request holds it), then the
+   handler and its arguments (the headers table and the client); returns how many arguments. */
+int lclient_push_args(lua_State *co, struct request *r) {
+  struct client_box *b = (struct client_box *)lua_newuserdatauv(co, sizeof *b, 0);
   b->r = r;
+  lua_rawgetp(co, LUA_REGISTRYINDEX, &client_mt_key); /* faster than a lookup by name */
+  lua_setmetatable(co, -2);
   r->client = b;
-  lua_callk(L, 2, 0, 0, main_k);
-  return 0;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, r->app->handler_ref);
+  push_headers(co, r);
+  r->hdrs = NULL;
+  lua_pushvalue(co, -3);
+  return 2;
 }

@@ -155,4 +155,4 @@ static void prepare(lua_State *L) {
   lcoro_install(L);
 }
 
-const struct rt_bindings scgi_bindings = {prepare, lclient_main};
+const struct rt_bindings scgi_bindings = {prepare, lclient_push_args};

@@ -16,7 +16,12 @@
 
 static const char *method_of(const struct request *r) { return r->method[0] ? r->method : "-"; }
 
-static const char *uri_of(const struct request *r) { return r->uri ? r->uri : "-"; }
+const char *request_uri(const struct request *r) {
+  const char *u = r->conn ? r->conn->rec.uri : r->uri;
+  return u ? u : "-";
+}
+
+static const char *uri_of(const struct request *r) { return request_uri(r); }
 
 /* Detaches the client box: the client object then raises "closed scgi client". */
 static void detach_client(struct request *r) {
@@ -59,6 +64,13 @@ static void request_end(struct request *r, enum request_end why, const char *det
   default: break;
   }
   if (c == NULL) return; /* the response had ended already */
+  if ((!r->finished || why != END_RETURNED) && c->rec.uri)
+    r->uri = strdup(c->rec.uri);         /* for the log lines to come, without the connection */
+  if (!r->finished && r->deadline > 0) { /* the tasks go on: the budget is the request's now */
+    double left = r->deadline - clock_now();
+    ev_timer_set(&r->budget, left > 0 ? left : 0., 0.);
+    ev_timer_start(r->rt->w->loop, &r->budget);
+  }
   r->conn = NULL;
   r->conn_waiter = NULL;
   c->owner = NULL;
@@ -92,11 +104,16 @@ static void request_free(struct request *r) {
   if (r->next) r->next->prev = r->prev;
   rt->nlive--;
   stat_set(&w->st.active_requests, rt->nlive);
-  if (r->client_ref != LUA_NOREF) luaL_unref(r->app->L, LUA_REGISTRYINDEX, r->client_ref);
   stat_set(&w->st.lua_memory, rt->mem.used);
   app_unref(r->app);
   free(r->uri);
-  free(r);
+  if (rt->nfree < REQUEST_POOL) { /* kept for the next request */
+    r->next = rt->free;
+    rt->free = r;
+    rt->nfree++;
+  } else {
+    free(r);
+  }
   worker_conn_done(w);
 }
 
@@ -217,10 +234,18 @@ static void request_stop(struct request *r, enum request_end why) {
   maybe_free(r);
 }
 
+/* The budget ran out while the request waited: with its connection (the conn's timer), or
+   without (its own, once the response ended). */
 static void on_budget(struct ev_loop *loop, ev_timer *t, int revents) {
   struct request *r = (struct request *)((char *)t - offsetof(struct request, budget));
   (void)loop;
   (void)revents;
+  r->budget_killed = 1;
+  request_stop(r, END_BUDGET);
+}
+
+static void on_expire(struct conn *c) {
+  struct request *r = c->owner;
   r->budget_killed = 1;
   request_stop(r, END_BUDGET);
 }
@@ -230,25 +255,42 @@ void request_close(struct request *r) { request_end(r, END_CLOSED, NULL); }
 void request_set_budget(struct request *r, double seconds) {
   struct ev_loop *loop = r->rt->w->loop;
   ev_timer_stop(loop, &r->budget);
-  if (seconds <= 0) {
-    r->deadline = 0;
-  } else {
-    ev_now_update(loop);
-    r->deadline = clock_now() + seconds;
+  ev_now_update(loop);
+  r->deadline = seconds > 0 ? clock_now() + seconds : 0;
+  if (r->conn) {
+    conn_set_deadline(r->conn, r->deadline);
+  } else if (seconds > 0) {
     ev_timer_set(&r->budget, seconds, 0.);
     ev_timer_start(loop, &r->budget);
   }
-  if (r->conn) r->conn->deadline = r->deadline;
   if (r->rt->current && r->rt->current->req == r) guard_set_deadline(r->rt, r->deadline);
 }
 
-/* A parsed request: a task in the worker's current app runs rt->request_main, which builds the
-   handler's arguments from r->hdrs and calls it. */
+static int body_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L;
+  (void)status;
+  (void)ctx;
+  return 0;
+}
+
+/* The first frame of a request's coroutine: the handler's arguments are built here, inside the
+   coroutine, so that running out of memory there is the request's error (a 500), not a panic. */
+static int request_body(lua_State *L) {
+  struct request *r = lua_touserdata(L, 1);
+  lua_callk(L, r->rt->push_args(L, r), 0, 0, body_k);
+  return 0;
+}
+
+/* A parsed request: a task in the worker's current app runs the handler with the arguments
+   rt->push_args builds from r->hdrs. */
 static int on_start(struct conn *c, const struct scgi_header *h, size_t n, int repeated) {
   struct rt *rt = c->w->rt;
-  struct request *r = calloc(1, sizeof *r);
-  if (r == NULL || (c->rec.uri && (r->uri = strdup(c->rec.uri)) == NULL)) {
-    free(r);
+  struct request *r = rt->free;
+  if (r) {
+    rt->free = r->next;
+    rt->nfree--;
+    memset(r, 0, sizeof *r);
+  } else if ((r = calloc(1, sizeof *r)) == NULL) {
     return -1;
   }
   r->rt = rt;
@@ -260,7 +302,6 @@ static int on_start(struct conn *c, const struct scgi_header *h, size_t n, int r
   memcpy(r->method, c->rec.method, sizeof r->method);
   r->start = c->rec.start;
   r->deadline = c->deadline;
-  r->client_ref = LUA_NOREF;
   int ref;
   lua_State *co = app_thread(r->app, &ref);
   task_init(&r->main, r, co, ref);
@@ -269,14 +310,13 @@ static int on_start(struct conn *c, const struct scgi_header *h, size_t n, int r
   rt->live = r;
   rt->nlive++;
   stat_set(&c->w->st.active_requests, rt->nlive);
-  double left = r->deadline - clock_now();
-  ev_timer_init(&r->budget, on_budget, left > 0 ? left : 0., 0.);
-  if (r->deadline > 0) ev_timer_start(c->w->loop, &r->budget);
+  ev_init(&r->budget, on_budget);
   r->hdrs = h;
   r->nhdrs = n;
   r->repeated = repeated != 0;
-  lua_pushcfunction(co, rt->request_main);
-  task_run(&r->main, 0);
+  lua_pushcfunction(co, request_body);
+  lua_pushlightuserdata(co, r);
+  task_run(&r->main, 1);
   return 0;
 }
 
@@ -291,11 +331,16 @@ static void on_resume(struct conn *c) {
   task_run(t, 0);
 }
 
-const struct conn_handler rt_conn_handler = {on_start, on_resume};
+const struct conn_handler rt_conn_handler = {on_start, on_resume, on_expire};
 
 void rt_abandon(struct worker *w) {
   struct rt *rt = w->rt;
-  while (rt && rt->live) {
+  while (rt && rt->live)
     request_stop(rt->live, END_STOPPED); /* frees it */
+  while (rt && rt->free) {
+    struct request *r = rt->free;
+    rt->free = r->next;
+    free(r);
   }
+  if (rt) rt->nfree = 0;
 }

@@ -33,12 +33,11 @@ struct request {
   struct conn *conn; /* NULL once the response ended */
   struct task *conn_waiter;
   struct client_box *client;
-  int client_ref;
   struct request *prev, *next; /* the worker's live requests */
   ev_timer budget;
   double start, deadline; /* monotonic; deadline 0: none */
   uint64_t id;
-  char method[12]; /* REQUEST_METHOD and REQUEST_URI, for the logs */
+  char method[12]; /* REQUEST_METHOD, and REQUEST_URI once the connection is gone */
   char *uri;
   const struct scgi_header *hdrs; /* while the handler starts */
   size_t nhdrs;
@@ -49,6 +48,8 @@ struct request {
   unsigned finished : 1;      /* the handler's task ended */
 };
 
+/* The request's REQUEST_URI (or "-"), for the logs. */
+const char *request_uri(const struct request *r);
 /* The handler ended the response itself (client:close, <close>, __gc). */
 void request_close(struct request *r);
 /* client:budget(seconds): the request may run that long from now; 0 lifts the limit. */

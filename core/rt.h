@@ -10,11 +10,13 @@ struct worker;
 struct server;
 struct conn_handler;
 struct lua_State;
+struct request;
 
 /* What the runtime needs from the bindings above it (set by main.c and lscgi.c). */
 struct rt_bindings {
-  void (*prepare)(struct lua_State *L);     /* readies a new state before it loads the app */
-  int (*request_main)(struct lua_State *L); /* the body of a request's task */
+  void (*prepare)(struct lua_State *L); /* readies a new state before it loads the app */
+  /* pushes a request's handler and its arguments on its coroutine; returns how many arguments */
+  int (*push_args)(struct lua_State *co, struct request *r);
 };
 
 /* Builds the worker's Lua runtime on the worker's thread (the app loaded, or the caller's function

@@ -19,12 +19,17 @@
 const double stat_bucket_ms[STAT_BUCKETS] = {1,   2,   5,    10,   20,   50,  100,
                                              200, 500, 1000, 2000, 5000, 1e4, 1e300};
 
-static int is_name(const char *p, size_t n, const char *lit) {
-  return n == strlen(lit) && strncasecmp(p, lit, n) == 0;
+/* Whether p[0..n) is lit (lower case), ignoring case. */
+static int is_name(const char *p, size_t n, const char *lit, size_t litlen) {
+  if (n != litlen) return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((p[i] | 0x20) != lit[i]) return 0;
+  return 1;
 }
 
-static int three_digits(const char *p, size_t n) {
-  if (n < 3 || p[0] < '1' || p[0] > '9' || p[1] < '0' || p[1] > '9' || p[2] < '0' || p[2] > '9')
+static int three_digits(const char *p, const char *end) {
+  if (end - p < 3 || p[0] < '1' || p[0] > '9' || p[1] < '0' || p[1] > '9' || p[2] < '0' ||
+      p[2] > '9')
     return 0;
   return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
 }
@@ -36,43 +41,70 @@ static int three_digits(const char *p, size_t n) {
     return -1;                                                                                     \
   } while (0)
 
+/* The bytes a response header's name may hold, as far as nginx's parser goes (not ':'). */
+static const unsigned char name_char[256] = {
+    [33 ... 57] = 1,
+    [59 ... 126] = 1,
+    [128 ... 255] = 1,
+};
+
 /* What nginx's header line parser refuses (it answers 502): a name with a space, a control
    character or DEL, or starting with ':'; a NUL in a value; a Status that is not 3 digits. A
    name without a ':' is taken as a header with an empty value, as nginx does. */
-int stats_note_head(struct request_record *r, const char *p, size_t n, const char **why) {
+static int check_head(struct request_record *r, const char *p, size_t n, const char **why) {
+  const char *q = p, *end = p + n;
   int status = 0, location = 0;
-  size_t i = 0;
-  r->head_checked = 1;
   if (n >= 12 && memcmp(p, "HTTP/1.", 7) == 0 && p[8] == ' ') { /* a status line */
-    if ((status = three_digits(p + 9, n - 9)) == 0) BAD("an HTTP status line without a status");
+    if ((status = three_digits(p + 9, end)) == 0) BAD("an HTTP status line without a status");
     const char *nl = memchr(p, '\n', n);
-    i = nl ? (size_t)(nl - p) + 1 : n;
+    q = nl ? nl + 1 : end;
   }
-  while (i < n) {
-    const char *line = p + i, *nl = memchr(line, '\n', n - i);
-    size_t len = nl ? (size_t)(nl - line) : n - i, k = 0;
-    if (len > 0 && line[len - 1] == '\r') len--;
-    if (len == 0 && nl) break; /* the end of the head */
-    if (line[0] == ':') BAD("a header line starts with ':'");
-    while (k < len && line[k] != ':') {
-      unsigned char ch = (unsigned char)line[k++];
-      if (ch <= 0x20 || ch == 0x7f) BAD("a header name holds a space or a control character");
+  while (q < end) {
+    const char *nl = memchr(q, '\n', (size_t)(end - q)), *eol = nl ? nl : end, *v = q;
+    if (eol > q && eol[-1] == '\r') eol--;
+    if (eol == q && nl) break; /* the empty line: the end of the head */
+    if (*q == ':') BAD("a header line starts with ':'");
+    while (v < eol && name_char[(unsigned char)*v])
+      v++;
+    if (v < eol && *v != ':') BAD("a header name holds a space or a control character");
+    size_t len = (size_t)(v - q);
+    if (v < eol && memchr(v, '\0', (size_t)(eol - v))) BAD("a header value holds a NUL byte");
+    if (len == 6 && is_name(q, len, "status", 6)) {
+      for (v++; v < eol && (*v == ' ' || *v == '\t'); v++)
+        ;
+      if ((status = three_digits(v, eol)) == 0) BAD("its Status is not a number");
+    } else if (len == 8 && is_name(q, len, "location", 8)) {
+      location = 1;
     }
-    const char *v = line + k + 1, *end = line + len;
-    if (k < len && memchr(v, '\0', (size_t)(end - v))) BAD("a header value holds a NUL byte");
-    if (k < len && is_name(line, k, "Status")) {
-      while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-      if ((status = three_digits(v, (size_t)(end - v))) == 0) BAD("its Status is not a number");
-    }
-    if (k < len && is_name(line, k, "Location")) location = 1;
     if (nl == NULL) {
       if (n >= 4096) BAD("no end of the head in its first 4 KiB (nginx's scgi_buffer_size)");
       break; /* a head written in pieces: what came so far is fine */
     }
-    i += (size_t)(nl - line) + 1;
+    q = nl + 1;
   }
   r->status = status ? status : location ? 302 : 200;
+  return 0;
+}
+
+int stats_note_head(struct head_cache *hc, struct request_record *r, const char *p, size_t n,
+                    const char **why) {
+  size_t len = 0, m = n < sizeof hc->head ? n : sizeof hc->head;
+  for (const char *q = p, *nl; (nl = memchr(q, '\n', m - (size_t)(q - p))) != NULL; q = nl + 1)
+    if ((size_t)(nl - p) + 2 < m && nl[1] == '\r' && nl[2] == '\n') { /* CRLF CRLF: its end */
+      len = (size_t)(nl - p) + 3;
+      break;
+    }
+  r->head_checked = 1;
+  if (len && len == hc->len && memcmp(p, hc->head, len) == 0) {
+    r->status = hc->status;
+    return 0;
+  }
+  if (check_head(r, p, n, why) < 0) return -1;
+  if (len) { /* a whole head, and a good one: the next response may be the same */
+    memcpy(hc->head, p, len);
+    hc->len = len;
+    hc->status = r->status;
+  }
   return 0;
 }
 

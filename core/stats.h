@@ -47,10 +47,18 @@ struct request_record {
   double start; /* accept time (monotonic seconds) */
 };
 
+/* The last response head a worker checked: handlers tend to send the same one every time. */
+struct head_cache {
+  char head[256];
+  size_t len;
+  int status;
+};
+
 /* Reads the status from the first bytes of a response (a CGI head: Status, else 302 with a
    Location, else 200; or an "HTTP/1.x NNN" line), once. Returns 0, or -1 when the bytes are not
    a head nginx accepts (it would answer 502); then why names the fault. */
-int stats_note_head(struct request_record *r, const char *p, size_t n, const char **why);
+int stats_note_head(struct head_cache *hc, struct request_record *r, const char *p, size_t n,
+                    const char **why);
 
 /* Counts a finished request and writes its access log line. */
 void stats_request_done(struct worker *w, const struct request_record *r);

@@ -259,7 +259,7 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
   }
   rt->w = w;
   rt->mem.limit = (size_t)(s->cfg.memory_limit * 1048576.0);
-  rt->request_main = s->bindings->request_main;
+  rt->push_args = s->bindings->push_args;
   rt->env = (struct app_env){.worker_id = w->id,
                              .mem = &rt->mem,
                              .lua_path = s->lua_path,

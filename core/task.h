@@ -48,8 +48,8 @@ struct rt {
   struct app *app; /* where new requests run */
   struct app_mem mem;
   struct app_env env;
-  lua_CFunction request_main;  /* runs a request's handler (lclient.c) */
-  struct task *current;        /* the task running now, or NULL */
+  int (*push_args)(lua_State *co, struct request *r); /* the handler's arguments (lclient.c) */
+  struct task *current;                               /* the task running now, or NULL */
   lua_State *volatile running; /* the coroutine running Lua now: the guard arms its hook */
   _Atomic uint64_t resume_ns;  /* when the running resume began (0: none), for the watchdog */
   _Atomic uint64_t limit_ns;   /* when it is over: its allowance or its request's budget */
@@ -61,7 +61,11 @@ struct rt {
   int cleanup;                 /* the running resume is a stopped request's clean-up */
   struct request *live;
   unsigned nlive;
+  struct request *free; /* a pool of request structs */
+  unsigned nfree;
 };
+
+#define REQUEST_POOL 64
 
 /* The worker runtime of this thread, or NULL outside a worker. */
 struct rt *rt_self(void);

@@ -40,6 +40,7 @@ struct worker {
   char *scratch; /* drained bytes go here */
   uint64_t spurious;
   struct worker_stats st;
+  struct head_cache head_cache;
   struct rt *rt; /* the worker's Lua runtime */
   char load_error[1024];
 };
