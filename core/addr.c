@@ -16,7 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define BACKLOG 4096
+#define BACKLOG_MAX 65535 /* the kernel takes at most somaxconn */
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, int e) {
   char msg[256];
@@ -91,7 +91,7 @@ static int open_unix(struct listener *l, const char *path, int mode, char *err, 
     unlink(path);
     goto fail;
   }
-  if (listen(fd, BACKLOG) < 0) {
+  if (listen(fd, l->backlog) < 0) {
     fail(err, errlen, "cannot listen on %s", path, errno);
     unlink(path);
     goto fail;
@@ -156,7 +156,7 @@ static int open_tcp(struct listener *l, const char *host, const char *port, char
     fail(err, errlen, e == EADDRINUSE ? "address in use: %s" : "cannot bind %s", what, e);
     goto fail;
   }
-  if (listen(fd, BACKLOG) < 0) {
+  if (listen(fd, l->backlog) < 0) {
     fail(err, errlen, "cannot listen on %s", what, errno);
     goto fail;
   }
@@ -191,10 +191,12 @@ static int open_fd(struct listener *l, const char *num, char *err, size_t errlen
   return 0;
 }
 
-int listener_open(struct listener *l, const char *addr, int mode, char *err, size_t errlen) {
+int listener_open(struct listener *l, const char *addr, int mode, int backlog, char *err,
+                  size_t errlen) {
   char host[256];
   memset(l, 0, sizeof *l);
   l->fd = -1;
+  l->backlog = backlog > 0 ? backlog : BACKLOG_MAX;
   if (strncmp(addr, "unix:", 5) == 0) return open_unix(l, addr + 5, mode, err, errlen);
   if (strncmp(addr, "fd:", 3) == 0) return open_fd(l, addr + 3, err, errlen);
   if (addr[0] == '/' || addr[0] == '.') return open_unix(l, addr, mode, err, errlen);

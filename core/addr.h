@@ -7,14 +7,16 @@
 struct listener {
   int fd;
   int is_unix;
+  int backlog;
   char path[108]; /* the unix socket path we created, removed on exit; "" otherwise */
   char name[200]; /* the real address, for the log line: unix:/path, 127.0.0.1:4000, [::1]:4000 */
 };
 
 /* Opens a listening socket for ADDR (/path, unix:/path, HOST:PORT, [V6]:PORT, fd:N) with
-   close-on-exec and non-blocking set. MODE >= 0 sets a unix socket's permissions. Returns 0, or -1
-   with a one-line message in err. */
-int listener_open(struct listener *l, const char *addr, int mode, char *err, size_t errlen);
+   close-on-exec and non-blocking set. MODE >= 0 sets a unix socket's permissions; BACKLOG is the
+   listen queue's length (0: the kernel's maximum). Returns 0, or -1 with a one-line message. */
+int listener_open(struct listener *l, const char *addr, int mode, int backlog, char *err,
+                  size_t errlen);
 
 /* Closes the socket and removes the unix socket file if it is still ours. */
 void listener_close(struct listener *l);

@@ -1,91 +1,128 @@
-/* config.c: option table, defaults and value parsing shared by the program and the module. */
+/* config.c: the option table (kind, range, default, help line of each option), the defaults,
+   parsing values for the program and the module, and --help. */
 #include "config.h"
 #include "shdict.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-enum kind { K_STRING, K_INT, K_SIZE, K_SECONDS, K_MODE, K_NUMBER, K_FLAG, K_LEVEL, K_SHARED };
+enum kind {
+  K_STRING,  /* a non-empty string, kept by pointer */
+  K_INT,     /* an integer in [min, max] */
+  K_SIZE,    /* bytes, with a K, M or G suffix */
+  K_SECONDS, /* a number of seconds, fractions allowed */
+  K_NUMBER,  /* a number */
+  K_MODE,    /* an octal mode */
+  K_FLAG,    /* takes no value on the command line; true/false from the module */
+  K_CHOICE,  /* one of the names in choices: its index */
+  K_SHARED,  /* NAME:SIZE, repeatable */
+  K_PROGRAM  /* the program's own: --status, --check, --help, --version */
+};
 
 struct option_def {
   const char *name;
   enum kind kind;
-  size_t offset;
+  size_t offset, size; /* the field in struct scgi_config */
   double min, max;
+  const char *const *choices;
+  const char *arg;  /* what the value is, for --help */
+  const char *dflt; /* the default, for --help; NULL: none shown */
+  const char *help;
 };
 
-#define OPT(n, k, field, lo, hi)                                                                   \
-  { n, k, offsetof(struct scgi_config, field), lo, hi }
+static const char *const accept_modes[] = {"handoff", "shared", NULL};
+static const char *const gc_modes[] = {"incremental", "generational", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+#define F(field) offsetof(struct scgi_config, field), sizeof(((struct scgi_config *)0)->field)
+#define NOFIELD 0, 0
 static const struct option_def options[] = {
-    OPT("socket", K_STRING, socket, 0, 0),
-    OPT("socket-mode", K_MODE, socket_mode, 0, 07777),
-    OPT("workers", K_INT, workers, 1, 1024),
-    OPT("max-header-size", K_SIZE, max_header_size, 64, 16777216),
-    OPT("max-body-size", K_SIZE, max_body_size, 0, 1e18),
-    OPT("timeout", K_SECONDS, timeout, 0.001, 1e9),
-    OPT("max-connections", K_INT, max_connections, 1, 1000000),
-    OPT("grace", K_SECONDS, grace, 0, 1e9),
-    OPT("request-timeout", K_SECONDS, request_timeout, 0.001, 1e9),
-    OPT("cpu-limit", K_SECONDS, cpu_limit, 0, 1e9),
-    OPT("memory-limit", K_NUMBER, memory_limit, 0, 1e9),
-    OPT("accept", K_STRING, accept, 0, 0),
-    OPT("reload-on-change", K_FLAG, reload_on_change, 0, 1),
-    OPT("socket-owner", K_STRING, socket_owner, 0, 0),
-    OPT("user", K_STRING, user, 0, 0),
-    OPT("group", K_STRING, group, 0, 0),
-    OPT("access-log", K_STRING, access_log, 0, 0),
-    OPT("log-file", K_STRING, log_file, 0, 0),
-    OPT("log-level", K_LEVEL, log_level, 0, 3),
-    OPT("stats", K_STRING, stats, 0, 0),
-    OPT("pid-file", K_STRING, pid_file, 0, 0),
-    OPT("wsapi", K_FLAG, wsapi, 0, 1),
-    OPT("gc", K_STRING, gc, 0, 0),
-    OPT("shared", K_SHARED, nshared, 0, 16),
+    {"socket", K_STRING, F(socket), 0, 0, NULL, "ADDR", "/tmp/<uid>/scgi",
+     "/path or unix:/path, HOST:PORT (port 0: a free one), [V6ADDR]:PORT, fd:N (inherited), or "
+     "systemd"},
+    {"socket-mode", K_MODE, F(socket_mode), 0, 07777, NULL, "MODE", "from the umask",
+     "octal permissions of the unix socket, e.g. 0660"},
+    {"socket-owner", K_STRING, F(socket_owner), 0, 0, NULL, "USER[:GROUP]", NULL,
+     "owner of the unix socket (started as root)"},
+    {"user", K_STRING, F(user), 0, 0, NULL, "USER", NULL,
+     "started as root: drop to this user after binding"},
+    {"group", K_STRING, F(group), 0, 0, NULL, "GROUP", NULL,
+     "started as root: drop to this group after binding"},
+    {"backlog", K_INT, F(backlog), 0, 1 << 20, NULL, "N", "the kernel's maximum (somaxconn)",
+     "length of the listen queue"},
+    {"workers", K_INT, F(workers), 1, 1024, NULL, "N", "online CPUs",
+     "worker threads (per serving process), each with its own event loop and Lua state"},
+    {"processes", K_INT, F(processes), 1, 256, NULL, "N", "1",
+     "serving processes under the supervisor; a crash costs one process's requests in flight"},
+    {"no-master", K_FLAG, F(no_master), 0, 1, NULL, NULL, NULL,
+     "no supervising process: serve in this process (a crash ends the program)"},
+    {"accept", K_CHOICE, F(accept), 0, 0, accept_modes, "MODE", "handoff",
+     "handoff: one thread accepts and hands each client to the least busy worker; shared: "
+     "every idle worker watches the listener (docs/accept.md)"},
+    {"max-header-size", K_SIZE, F(max_header_size), 64, 16777216, NULL, "SIZE", "64K",
+     "largest SCGI header block; over it: 431"},
+    {"max-body-size", K_SIZE, F(max_body_size), 0, 1e18, NULL, "SIZE", "16M",
+     "largest request body, 0 for no limit; over it: 413"},
+    {"max-connections", K_INT, F(max_connections), 1, 1000000, NULL, "N", "1024",
+     "open connections per worker; over it: 503"},
+    {"timeout", K_SECONDS, F(timeout), 0.001, 1e9, NULL, "SECONDS", "60",
+     "inactivity while reading the request or writing the response"},
+    {"request-timeout", K_SECONDS, F(request_timeout), 0.001, 1e9, NULL, "SECONDS", "60",
+     "wall-clock budget of one request, from accept to close; then 504"},
+    {"cpu-limit", K_SECONDS, F(cpu_limit), 0, 1e9, NULL, "SECONDS", "10",
+     "time a handler may run Lua without yielding; then it is stopped (500); 0: no limit"},
+    {"memory-limit", K_NUMBER, F(memory_limit), 0, 1e9, NULL, "MB", "0 (none)",
+     "Lua memory per worker state; an allocation over it fails in the request that asked (500)"},
+    {"gc", K_CHOICE, F(gc), 0, 0, gc_modes, "MODE", "incremental",
+     "the worker states' garbage collector: incremental or generational"},
+    {"max-timers", K_INT, F(max_timers), 0, 1000000, NULL, "N", "1024",
+     "pending scgi.timer and scgi.every timers per worker"},
+    {"timer-timeout", K_SECONDS, F(timer_timeout), 0, 1e9, NULL, "SECONDS", "60",
+     "budget of one run of a timer's function; 0: none"},
+    {"ca-file", K_STRING, F(ca_file), 0, 0, NULL, "PATH", "the system's",
+     "trusted certificates (PEM) for verifying TLS peers"},
+    {"grace", K_SECONDS, F(grace), 0, 1e9, NULL, "SECONDS", "30",
+     "how long in-flight requests may run after SIGTERM"},
+    {"reload-on-change", K_FLAG, F(reload_on_change), 0, 1, NULL, NULL, NULL,
+     "reload when the app file or a Lua module it loaded changes"},
+    {"max-requests", K_INT, F(max_requests), 0, 2000000000, NULL, "N", "0 (never)",
+     "build a worker a fresh Lua state after about N requests (10% jitter)"},
+    {"max-lua-memory", K_NUMBER, F(max_lua_memory), 0, 1e9, NULL, "MB", "0 (never)",
+     "build a worker a fresh Lua state when its heap stays over MB after a collection"},
+    {"slow-log", K_SECONDS, F(slow_log), 0, 1e9, NULL, "SECONDS", "0 (off)",
+     "log a request still running after SECONDS, with its Lua traceback"},
+    {"access-log", K_STRING, F(access_log), 0, 0, NULL, "PATH", "none",
+     "one line per request (-: stdout)"},
+    {"access-log-format", K_CHOICE, F(access_log_format), 0, 0, log_formats, "FORMAT", "text",
+     "text or json (one JSON object per line)"},
+    {"log-file", K_STRING, F(log_file), 0, 0, NULL, "PATH", "stderr", "the error log"},
+    {"log-level", K_CHOICE, F(log_level), 0, 0, log_levels, "LEVEL", "info",
+     "error, warn, info or debug"},
+    {"stats", K_STRING, F(stats), 0, 0, NULL, "ADDR", "none",
+     "the server's figures over HTTP: JSON at /, Prometheus at /metrics (a unix path or a "
+     "loopback HOST:PORT)"},
+    {"pid-file", K_STRING, F(pid_file), 0, 0, NULL, "PATH", "none",
+     "written after binding, removed on exit"},
+    {"shared", K_SHARED, F(nshared), 0, 16, NULL, "NAME:SIZE", "none",
+     "a dictionary shared by all workers, scgi.shared.NAME (repeatable)"},
+    {"wsapi", K_FLAG, F(wsapi), 0, 1, NULL, NULL, NULL, "the app file returns a WSAPI application"},
+    {"check", K_PROGRAM, NOFIELD, 0, 0, NULL, NULL, NULL,
+     "load the app as a worker would, bind nothing, and exit: 0, or 1 naming the file and line"},
+    {"status", K_PROGRAM, NOFIELD, 0, 0, NULL, "ADDR", NULL,
+     "print the figures of the server whose --stats is ADDR, and exit"},
+    {"help", K_PROGRAM, NOFIELD, 0, 0, NULL, NULL, NULL, "this text"},
+    {"version", K_PROGRAM, NOFIELD, 0, 0, NULL, NULL, NULL, "the version"},
 };
-
-const char config_help[] =
-    "  --socket ADDR           /path, unix:/path, HOST:PORT, [V6]:PORT or fd:N\n"
-    "                          (default: /tmp/<uid>/scgi)\n"
-    "  --socket-mode MODE      octal permissions of a unix socket (default: from the umask)\n"
-    "  --workers N             worker threads, one Lua state each (default: online CPUs)\n"
-    "  --max-header-size SIZE  largest SCGI header block; over it: 431 (default: 64K)\n"
-    "  --max-body-size SIZE    largest request body, 0 for none; over it: 413 (default: 16M)\n"
-    "  --timeout SECONDS       inactivity while reading or writing a request (default: 60)\n"
-    "  --max-connections N     open connections per worker; over it: 503 (default: 1024)\n"
-    "  --grace SECONDS         time in-flight requests get after SIGTERM (default: 30)\n"
-    "  --request-timeout SECONDS  budget of one request from accept to close; then 504\n"
-    "                          (default: 60)\n"
-    "  --cpu-limit SECONDS     time a handler may run Lua without yielding; then 500 or 504;\n"
-    "                          0 turns the guard and the time slices off (default: 10)\n"
-    "  --memory-limit MB       Lua memory per worker state, 0 for none (default: 0)\n"
-    "  --accept MODE           shared: workers watch the listener; exclusive: through a nested\n"
-    "                          EPOLLEXCLUSIVE set (docs/accept.md) (default: shared)\n"
-    "  --reload-on-change      reload when the app file or a module it loaded changes\n"
-    "  --socket-owner USER[:GROUP]  owner of the unix socket (when started as root)\n"
-    "  --user USER, --group GROUP   drop privileges to these after binding (as root)\n"
-    "  --access-log PATH       one line per request; - for stdout (default: none)\n"
-    "  --log-file PATH         the error log (default: stderr)\n"
-    "  --log-level LEVEL       error, warn, info or debug (default: info)\n"
-    "  --stats ADDR            answer HTTP GET with the server's figures in JSON on ADDR\n"
-    "                          (a unix path or a loopback HOST:PORT)\n"
-    "  --pid-file PATH         written after binding, removed on exit\n"
-    "  --wsapi                 APP.lua returns a WSAPI application, not a handler\n"
-    "  --gc MODE               incremental or generational: the Lua GC of the worker states\n"
-    "                          (default: incremental)\n"
-    "  --shared NAME:SIZE      a dictionary shared by all workers, scgi.shared.NAME, of SIZE\n"
-    "                          bytes (K, M, G suffixes; at least 4K); repeatable\n"
-    "  --status ADDR           print the figures of the server whose --stats is ADDR, and exit\n"
-    "  --help, --version\n"
-    "SIZE takes a K, M or G suffix (powers of 1024).\n";
+#define NOPTIONS (sizeof options / sizeof options[0])
 
 void config_init(struct scgi_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->socket_mode = -1;
-  cfg->workers = 0;
+  cfg->processes = 1;
   cfg->max_header_size = 64 * 1024;
   cfg->max_body_size = 16 * 1024 * 1024;
   cfg->timeout = 60;
@@ -93,7 +130,8 @@ void config_init(struct scgi_config *cfg) {
   cfg->grace = 30;
   cfg->request_timeout = 60;
   cfg->cpu_limit = 10;
-  cfg->memory_limit = 0;
+  cfg->max_timers = 1024;
+  cfg->timer_timeout = 60;
   cfg->log_level = 2;
 }
 
@@ -103,30 +141,25 @@ static const struct option_def *find(const char *name) {
   if (n >= sizeof canon) return NULL;
   for (size_t i = 0; i <= n; i++)
     canon[i] = name[i] == '_' ? '-' : name[i];
-  for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+  for (size_t i = 0; i < NOPTIONS; i++)
     if (strcmp(options[i].name, canon) == 0) return &options[i];
   return NULL;
 }
 
 int config_known(const char *name) {
   const struct option_def *o = find(name);
-  return o == NULL ? 0 : o->kind == K_FLAG ? 2 : 1;
+  return o == NULL ? 0 : o->kind == K_PROGRAM ? 3 : o->kind == K_FLAG ? 2 : 1;
 }
-
-static const char *const levels[] = {"error", "warn", "info", "debug"};
 
 static int parse_number(const struct option_def *o, const char *v, double *out) {
   char *end;
   errno = 0;
-  if (o->kind == K_MODE) {
-    long m = strtol(v, &end, 8);
-    *out = (double)m;
-  } else if (o->kind == K_INT) {
-    long long i = strtoll(v, &end, 10);
-    *out = (double)i;
-  } else {
+  if (o->kind == K_MODE)
+    *out = (double)strtol(v, &end, 8);
+  else if (o->kind == K_INT)
+    *out = (double)strtoll(v, &end, 10);
+  else
     *out = strtod(v, &end);
-  }
   if (end == v || errno != 0 || !isfinite(*out)) return -1;
   if (o->kind == K_SIZE && *end) {
     double mul = *end == 'K' || *end == 'k'   ? 1024.0
@@ -143,110 +176,112 @@ static int parse_number(const struct option_def *o, const char *v, double *out) 
   return 0;
 }
 
-static const char *expected(enum kind k) {
-  switch (k) {
-  case K_INT: return "an integer";
-  case K_SIZE: return "a size in bytes, with an optional K, M or G suffix";
-  case K_SECONDS: return "a number of seconds";
-  case K_NUMBER: return "a number";
-  case K_FLAG: return "true or false";
-  case K_LEVEL: return "error, warn, info or debug";
-  case K_SHARED: return "NAME:SIZE, a name of letters, digits and _ and a size of at least 4K";
-  case K_MODE: return "an octal mode such as 0660";
-  default: return "a string";
+static void expected(const struct option_def *o, char *buf, size_t len) {
+  switch (o->kind) {
+  case K_INT: snprintf(buf, len, "an integer"); break;
+  case K_SIZE: snprintf(buf, len, "a size in bytes, with an optional K, M or G suffix"); break;
+  case K_SECONDS: snprintf(buf, len, "a number of seconds"); break;
+  case K_NUMBER: snprintf(buf, len, "a number"); break;
+  case K_FLAG: snprintf(buf, len, "true or false"); break;
+  case K_MODE: snprintf(buf, len, "an octal mode such as 0660"); break;
+  case K_SHARED:
+    snprintf(buf, len, "NAME:SIZE, a name of letters, digits and _ and a size of at least 4K");
+    break;
+  case K_CHOICE: {
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int i = 0; o->choices[i] && n < len; i++) {
+      const char *sep = i == 0 ? "" : o->choices[i + 1] ? ", " : " or ";
+      n += (size_t)snprintf(buf + n, len - n, "%s%s", sep, o->choices[i]);
+    }
+    break;
   }
+  default: snprintf(buf, len, "a string"); break;
+  }
+}
+
+static int bad(const struct option_def *o, const char *value, char *err, size_t errlen) {
+  char what[160];
+  expected(o, what, sizeof what);
+  snprintf(err, errlen, "invalid value for --%s: '%s' (expected %s)", o->name, value, what);
+  return -1;
+}
+
+static int set_shared(struct scgi_config *cfg, const char *value, char *err, size_t errlen) {
+  size_t size;
+  char name[64];
+  if (shdict_parse(value, name, sizeof name, &size) < 0) return -2;
+  for (int i = 0; i < cfg->nshared; i++)
+    if (strcmp(cfg->shared_name[i], name) == 0) {
+      snprintf(err, errlen, "--shared %s: the dictionary %s is declared twice", value, name);
+      return -1;
+    }
+  if (cfg->nshared == CONFIG_MAX_SHARED) {
+    snprintf(err, errlen, "--shared %s: at most %d shared dictionaries", value, CONFIG_MAX_SHARED);
+    return -1;
+  }
+  snprintf(cfg->shared_name[cfg->nshared], sizeof cfg->shared_name[0], "%s", name);
+  cfg->shared_size[cfg->nshared++] = size;
+  return 0;
+}
+
+/* Stores an integral value in a field of its size. */
+static void store_int(void *field, size_t size, double d) {
+  if (size == sizeof(int))
+    *(int *)field = (int)d;
+  else if (size == sizeof(uint64_t))
+    *(uint64_t *)field = (uint64_t)d;
 }
 
 int config_set(struct scgi_config *cfg, const char *name, const char *value, char *err,
                size_t errlen) {
   const struct option_def *o = find(name);
   double d;
-  if (o == NULL) {
+  if (o == NULL || o->kind == K_PROGRAM) {
     snprintf(err, errlen, "unknown option '%s'", name);
     return -1;
   }
-  char *field = (char *)cfg + o->offset;
-  if (o->kind == K_STRING) {
-    if (*value == '\0') goto bad;
-    if (o->offset == offsetof(struct scgi_config, gc) && strcmp(value, "generational") != 0 &&
-        strcmp(value, "incremental") != 0) {
-      snprintf(err, errlen, "invalid value for --gc: '%s' (expected generational or incremental)",
-               value);
-      return -1;
-    }
-    if (o->offset == offsetof(struct scgi_config, accept) && strcmp(value, "exclusive") != 0 &&
-        strcmp(value, "shared") != 0) {
-      snprintf(err, errlen, "invalid value for --accept: '%s' (expected exclusive or shared)",
-               value);
-      return -1;
-    }
+  void *field = (char *)cfg + o->offset;
+  switch (o->kind) {
+  case K_STRING:
+    if (*value == '\0') return bad(o, value, err, errlen);
     *(const char **)field = value;
     return 0;
-  }
-  if (o->kind == K_FLAG) {
+  case K_FLAG: {
     int on = strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0;
     if (!on && strcmp(value, "0") != 0 && strcmp(value, "false") != 0 && strcmp(value, "no") != 0)
-      goto bad;
+      return bad(o, value, err, errlen);
     *(int *)field = on;
     return 0;
   }
-  if (o->kind == K_SHARED) {
-    size_t size;
-    char dname[64];
-    if (shdict_parse(value, dname, sizeof dname, &size) < 0) goto bad;
-    for (int i = 0; i < cfg->nshared; i++)
-      if (strcmp(cfg->shared_name[i], dname) == 0) {
-        snprintf(err, errlen, "--shared %s: the dictionary %s is declared twice", value, dname);
-        return -1;
-      }
-    if (cfg->nshared == 16) {
-      snprintf(err, errlen, "--shared %s: at most 16 shared dictionaries", value);
-      return -1;
-    }
-    snprintf(cfg->shared_name[cfg->nshared], sizeof cfg->shared_name[0], "%s", dname);
-    cfg->shared_size[cfg->nshared++] = size;
-    return 0;
-  }
-  if (o->kind == K_LEVEL) {
-    for (int i = 0; i < 4; i++)
-      if (strcmp(value, levels[i]) == 0) {
+  case K_CHOICE:
+    for (int i = 0; o->choices[i]; i++)
+      if (strcmp(value, o->choices[i]) == 0) {
         *(int *)field = i;
         return 0;
       }
-    goto bad;
+    return bad(o, value, err, errlen);
+  case K_SHARED: {
+    int rc = set_shared(cfg, value, err, errlen);
+    return rc == -2 ? bad(o, value, err, errlen) : rc;
   }
-  if (parse_number(o, value, &d) < 0) goto bad;
-  if (d < o->min || d > o->max) {
-    snprintf(err, errlen, "invalid value for --%s: '%s' (expected %s from %g to %g)", o->name,
-             value, expected(o->kind), o->min, o->max);
-    return -1;
-  }
-  switch (o->kind) {
-  case K_INT:
-  case K_MODE: *(int *)field = (int)d; break;
-  case K_SIZE:
-    if (o->offset == offsetof(struct scgi_config, max_header_size))
-      *(size_t *)field = (size_t)d;
-    else
-      *(uint64_t *)field = (uint64_t)d;
-    break;
-  case K_SECONDS:
-  case K_NUMBER: *(double *)field = d; break;
   default: break;
   }
+  if (parse_number(o, value, &d) < 0) return bad(o, value, err, errlen);
+  if (d < o->min || d > o->max) {
+    char what[160];
+    expected(o, what, sizeof what);
+    snprintf(err, errlen, "invalid value for --%s: '%s' (expected %s from %g to %g)", o->name,
+             value, what, o->min, o->max);
+    return -1;
+  }
+  if (o->kind == K_SECONDS || o->kind == K_NUMBER)
+    *(double *)field = d;
+  else
+    store_int(field, o->size, d);
   return 0;
-bad:
-  snprintf(err, errlen, "invalid value for --%s: '%s' (expected %s)", o->name, value,
-           expected(o->kind));
-  return -1;
 }
 
-const char *config_default_socket(char *buf, size_t len) {
-  snprintf(buf, len, "/tmp/%lu/scgi", (unsigned long)getuid());
-  return buf;
-}
-
-/* Checks what needs more than one value's syntax; -1 with a one-line message in err. */
 int config_check(const struct scgi_config *cfg, char *err, size_t errlen) {
   const char *a = cfg->stats;
   if (a && strncmp(a, "unix:", 5) != 0 && a[0] != '/' && a[0] != '.' &&
@@ -259,4 +294,46 @@ int config_check(const struct scgi_config *cfg, char *err, size_t errlen) {
     return -1;
   }
   return 0;
+}
+
+const char *config_default_socket(char *buf, size_t len) {
+  snprintf(buf, len, "/tmp/%lu/scgi", (unsigned long)getuid());
+  return buf;
+}
+
+/* Writes text from column 26, wrapped at 100 columns with the same indent. */
+static void wrap(FILE *f, const char *text) {
+  int col = 26, first = 1;
+  while (*text) {
+    int w = (int)strcspn(text, " ");
+    if (!first && col + 1 + w > 100) {
+      fprintf(f, "\n%26s", "");
+      col = 26;
+      first = 1;
+    }
+    if (!first) col += fprintf(f, " ");
+    col += fprintf(f, "%.*s", w, text);
+    first = 0;
+    text += w;
+    while (*text == ' ')
+      text++;
+  }
+  fputc('\n', f);
+}
+
+void config_print_help(FILE *f) {
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    const struct option_def *o = &options[i];
+    char head[64], text[512];
+    int n =
+        snprintf(head, sizeof head, "  --%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+    snprintf(text, sizeof text, "%s%s%s%s", o->help, o->dflt ? " (default: " : "",
+             o->dflt ? o->dflt : "", o->dflt ? ")" : "");
+    if (n < 25)
+      fprintf(f, "%-26s", head);
+    else
+      fprintf(f, "%s\n%26s", head, "");
+    wrap(f, text);
+  }
+  fprintf(f, "SIZE takes a K, M or G suffix (powers of 1024).\n");
 }

@@ -32,7 +32,8 @@ static void read_options(lua_State *L, int idx, struct scgi_config *cfg) {
     const char *value =
         lua_type(L, -1) == LUA_TBOOLEAN ? (lua_toboolean(L, -1) ? "1" : "0") : lua_tostring(L, -1);
     if (value == NULL) luaL_error(L, "option '%s' must be a string or a number", name);
-    if (!config_known(name)) luaL_error(L, "unknown option '%s'", name);
+    int known = config_known(name);
+    if (!known || known == 3) luaL_error(L, "unknown option '%s'", name);
     if (config_set(cfg, name, value, err, sizeof err) < 0) luaL_error(L, "%s", err);
     lua_pop(L, 1);
   }

@@ -43,15 +43,15 @@ static char *module_path(void) {
   return path;
 }
 
-int main(int argc, char **argv) {
-  static struct server s;
+/* Parses argv into s->cfg; returns -1 to go on, or the exit status (2 for a bad usage). *check
+   is set by --check. */
+static int parse_args(struct server *s, int argc, char **argv, int *check) {
   char err[1024];
-  config_init(&s.cfg);
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
+    const char *a = argv[i], *value;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-      printf("%sRuns the Lua handler that APP.lua returns, over SCGI, on every core.\n\n%s", usage,
-             config_help);
+      printf("%sRuns the Lua handler that APP.lua returns, over SCGI, on every core.\n\n", usage);
+      config_print_help(stdout);
       return 0;
     }
     if (strcmp(a, "--version") == 0) {
@@ -60,20 +60,24 @@ int main(int argc, char **argv) {
       return 0;
     }
     if (strncmp(a, "--", 2) != 0) {
-      if (s.cfg.app) return bad_usage("more than one app file given");
-      s.cfg.app = a;
+      if (s->cfg.app) return bad_usage("more than one app file given");
+      s->cfg.app = a;
       continue;
     }
     char name[64];
-    const char *eq = strchr(a + 2, '='), *value;
+    const char *eq = strchr(a + 2, '=');
     size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
     snprintf(name, sizeof name, "%.*s", (int)len, a + 2);
     int known = config_known(name);
+    if (strcmp(name, "check") == 0) {
+      *check = 1;
+      continue;
+    }
     if (strcmp(name, "status") == 0) {
       if (eq == NULL && i + 1 >= argc) return bad_usage("option --status needs a value");
       return stats_print(eq ? eq + 1 : argv[++i]);
     }
-    if (!known) {
+    if (!known || known == 3) {
       snprintf(err, sizeof err, "unknown option '%s'", a);
       return bad_usage(err);
     }
@@ -87,18 +91,29 @@ int main(int argc, char **argv) {
       snprintf(err, sizeof err, "option --%s needs a value", name);
       return bad_usage(err);
     }
-    if (config_set(&s.cfg, name, value, err, sizeof err) < 0) return bad_usage(err);
+    if (config_set(&s->cfg, name, value, err, sizeof err) < 0) return bad_usage(err);
   }
-  if (s.cfg.app == NULL) return bad_usage("no app file given; usage: scgi-lua APP.lua [options]");
-  if (config_check(&s.cfg, err, sizeof err) < 0) return bad_usage(err);
+  if (s->cfg.app == NULL) return bad_usage("no app file given; usage: scgi-lua APP.lua [options]");
+  if (config_check(&s->cfg, err, sizeof err) < 0) return bad_usage(err);
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  static struct server s;
+  char err[1024];
+  int check = 0;
+  config_init(&s.cfg);
+  int rc = parse_args(&s, argc, argv, &check);
+  if (rc >= 0) return rc;
   s.lua_path_prefix = module_path();
   s.fn_ref = LUA_NOREF;
   s.bindings = &scgi_bindings;
-  int rc = server_run(&s, err, sizeof err);
+  rc = check ? server_check(&s, err, sizeof err) : server_run(&s, err, sizeof err);
   free((char *)s.lua_path_prefix);
   if (rc != 0) {
     fprintf(stderr, "scgi-lua: %s\n", err);
     return 1;
   }
+  if (check) fprintf(stderr, "scgi-lua: %s: ok\n", s.cfg.app);
   return 0;
 }

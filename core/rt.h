@@ -29,6 +29,9 @@ void rt_reload(struct worker *w);
 void rt_abandon(struct worker *w);
 /* Closes the runtime (after rt_abandon). */
 void rt_close(struct worker *w);
+/* How long (ns) the worker has been in its current Lua resume, 0 if it is in none; from any
+   thread. */
+unsigned long long rt_busy_since(const struct worker *w, unsigned long long now_ns);
 /* Requests whose handler (or a task) still runs. */
 unsigned rt_live(const struct worker *w);
 /* The handler interface the worker gives its connections. */

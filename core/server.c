@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "accept.h"
 #include "clock.h"
 #include "rt.h"
 #include "server.h"
@@ -69,6 +70,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
   }
   s->stopping = 1;
   listener_unlink(&s->lst);
+  accept_stop(s);
   wake_all(s, 1);
   ev_timer_set(&s->grace_timer, s->cfg.grace, 0.);
   ev_timer_start(loop, &s->grace_timer);
@@ -257,7 +259,9 @@ static void on_usr1(struct ev_loop *loop, ev_signal *sig, int revents) {
 static int open_listener(struct server *s, char *err, size_t errlen) {
   char where[512];
   const char *addr = socket_address(s, where, sizeof where, err, errlen);
-  if (addr == NULL || listener_open(&s->lst, addr, s->cfg.socket_mode, err, errlen) < 0) return -1;
+  if (addr == NULL ||
+      listener_open(&s->lst, addr, s->cfg.socket_mode, s->cfg.backlog, err, errlen) < 0)
+    return -1;
   if (s->cfg.socket_owner && priv_chown_socket(&s->lst, s->cfg.socket_owner, err, errlen) < 0)
     return -1;
   if (s->cfg.pid_file && write_pid_file(s->cfg.pid_file, err, errlen) < 0) return -1;
@@ -290,6 +294,31 @@ static void stop_signals(struct server *s) {
   ev_timer_stop(s->loop, &s->grace_timer);
   ev_timer_stop(s->loop, &s->hard_stop);
   ev_timer_stop(s->loop, &s->watch_timer);
+}
+
+int server_check(struct server *s, char *err, size_t errlen) {
+  struct worker w;
+  int rc = 1;
+  s->nworkers = 1;
+  s->workers = &w;
+  if ((s->cfg.user || s->cfg.group) && priv_drop(&s->cfg, err, errlen) < 0) return 1;
+  if (worker_init(&w, s, 0) < 0) {
+    snprintf(err, errlen, "cannot create an event loop");
+    return 1;
+  }
+  for (int i = 0; i < s->cfg.nshared; i++)
+    if ((s->dicts[i] = shdict_new(s->cfg.shared_name[i], s->cfg.shared_size[i])) != NULL)
+      s->ndicts = i + 1;
+  if (worker_setup(&w) == 0)
+    rc = 0;
+  else
+    snprintf(err, errlen, "%s", w.load_error);
+  worker_teardown(&w);
+  ev_loop_destroy(w.loop);
+  for (int i = 0; i < s->ndicts; i++)
+    shdict_free(s->dicts[i]);
+  s->workers = NULL;
+  return rc;
 }
 
 int server_run(struct server *s, char *err, size_t errlen) {
@@ -338,9 +367,11 @@ int server_run(struct server *s, char *err, size_t errlen) {
   slog("listening on %s (%d worker%s)", s->lst.name, s->nworkers, s->nworkers == 1 ? "" : "s");
   if (s->stats_lst.fd >= 0) slog("stats on %s", s->stats_lst.name);
   if (s->cfg.memory_limit > 0) slog("Lua memory limit: %g MiB per worker", s->cfg.memory_limit);
+  accept_start(s);
   release_workers(s, 1);
   ev_run(s->loop, 0);
   stop_signals(s);
+  accept_stop(s);
   rc = 0;
 fail:
   release_workers(s, 2);

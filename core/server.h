@@ -29,6 +29,10 @@ struct server {
   ev_signal sig_term, sig_int, sig_hup, sig_usr1;
   ev_timer grace_timer, hard_stop; /* the grace period; the second signal's deadline */
   ev_async done;
+  ev_io accept_w;        /* --accept handoff: the acceptor */
+  ev_timer accept_retry; /* EMFILE: paused accepting */
+  int next_worker, emfile_logged;
+  uint64_t spurious;
   atomic_int running;   /* workers whose loop has not ended */
   atomic_int listen_fd; /* lst.fd until the last worker stops accepting and closes it */
   atomic_int stopped_accepting;
@@ -60,6 +64,9 @@ struct server {
 
 /* Runs the server until it is stopped; 0, or 1 with a message in err. */
 int server_run(struct server *s, char *err, size_t errlen);
+/* --check: loads the app as a worker would (after dropping privileges, as a worker would), binds
+   nothing; 0, or 1 with a message in err. */
+int server_check(struct server *s, char *err, size_t errlen);
 /* --reload-on-change watches path too (the app file, and each Lua module a worker loads). */
 void server_watch(struct server *s, const char *path);
 

@@ -344,7 +344,7 @@ static void on_stats_accept(struct ev_loop *loop, ev_io *io, int revents) {
 int stats_start(struct server *s, char *err, size_t errlen) {
   s->stats_lst.fd = -1;
   if (s->cfg.stats == NULL) return 0;
-  if (listener_open(&s->stats_lst, s->cfg.stats, 0600, err, errlen) < 0) return -1;
+  if (listener_open(&s->stats_lst, s->cfg.stats, 0600, 64, err, errlen) < 0) return -1;
   const char *n = s->stats_lst.name;
   if (!s->stats_lst.is_unix && strncmp(n, "127.", 4) != 0 && strncmp(n, "[::1]", 5) != 0) {
     snprintf(err, errlen,

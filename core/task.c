@@ -266,7 +266,7 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
                              .lua_cpath = s->lua_cpath,
                              .lua_path_prefix = s->lua_path_prefix,
                              .wsapi = s->cfg.wsapi,
-                             .generational = s->cfg.gc && strcmp(s->cfg.gc, "generational") == 0,
+                             .generational = s->cfg.gc == GC_GENERATIONAL,
                              .prepare = prepare,
                              .run = run_guarded,
                              .on_file = s->cfg.reload_on_change ? on_file : NULL,
@@ -312,6 +312,12 @@ void rt_reload(struct worker *w) {
 }
 
 unsigned rt_live(const struct worker *w) { return w->rt ? w->rt->nlive : 0; }
+
+unsigned long long rt_busy_since(const struct worker *w, unsigned long long now_ns) {
+  struct rt *rt = w->rt;
+  uint64_t start = rt ? atomic_load_explicit(&rt->resume_ns, memory_order_relaxed) : 0;
+  return start && now_ns > start ? now_ns - start : 0;
+}
 
 void rt_close(struct worker *w) {
   struct rt *rt = w->rt;

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "accept.h"
 #include "conn.h"
 #include "stats.h"
 
@@ -21,13 +22,17 @@ struct worker {
   int id;
   pthread_t thread;
   struct ev_loop *loop;
-  ev_io accept_w;
+  ev_io accept_w; /* --accept shared: the listener */
   ev_async wake;
   ev_timer accept_retry; /* EMFILE: paused accepting */
-  int ep_fd;             /* --accept exclusive: private epoll holding the listener */
-  atomic_int reload;     /* 1: build a new state from the app file */
-  atomic_int stop;       /* 1: stop accepting and finish; 2: abandon now */
-  int accepting;
+  ev_async handoff;      /* --accept handoff: clients are in the queue */
+  atomic_uint q_head, q_tail;
+  int queue[ACCEPT_QUEUE];
+  int handed;        /* the acceptor put clients in the queue in this batch */
+  atomic_int reload; /* 1: build a new state from the app file */
+  atomic_int stop;   /* 1: stop accepting and finish; 2: abandon now */
+  int accepting;     /* --accept shared: it watches the listener */
+  int stopping;
   int emfile_logged;
   const struct conn_handler *handler; /* the layer above the connections */
   struct conn *conns;
