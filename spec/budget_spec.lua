@@ -3,22 +3,6 @@
 local H = require "helper"
 local socket = require "socket"
 
-local function log_since(srv, mark) return srv.output():sub(mark + 1) end
-
--- Waits (bounded) until the log written since `mark` matches the Lua pattern `pat`.
-local function wait_log(srv, mark, pat, timeout)
-  return H.wait_for(function()
-    local s = log_since(srv, mark)
-    return s:find(pat) and s
-  end, timeout or 5, "a log line matching " .. ("%q"):format(pat))
-end
-
-local function hello_ok(addr)
-  local status, _, body = H.request(addr, "GET", "/hello")
-  assert.equal(200, status)
-  assert.equal("Hello world\n", body)
-end
-
 -- scgi.worker() of the worker, read through the /worker route (whose own request counts).
 local function worker(addr)
   local status, _, body = H.request(addr, "GET", "/worker")
@@ -80,12 +64,7 @@ local function collect(reqs, timeout)
 end
 
 describe("scgi.sleep on one worker", function()
-  local srv
-  setup(function() srv = H.start("budget.lua") end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("budget.lua")
 
   it("scgi.worker() describes the worker running the handler", function()
     local w = worker(srv.addr)
@@ -149,7 +128,7 @@ describe("scgi.sleep on one worker", function()
     assert.equal(200, status)
     assert.equal("pcall=true err=slept", body)
     assert.is_true(H.now() - t0 >= 0.05)
-    hello_ok(srv.addr)
+    H.hello_ok(srv.addr)
   end)
 end)
 
@@ -167,12 +146,7 @@ describe("scgi.sleep outside a request", function()
 end)
 
 describe("--cpu-limit 1", function()
-  local srv
-  setup(function() srv = H.start("budget.lua", { options = { ["cpu-limit"] = "1" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("budget.lua", { options = { ["cpu-limit"] = "1" } })
 
   -- The looping request gets its 500 within the limit plus slack; requests sent to the worker
   -- while it loops complete afterwards; the log names the method and URI; the worker goes on.
@@ -194,8 +168,8 @@ describe("--cpu-limit 1", function()
       assert.is_true(r.done >= loop.done - 0.05, "a queued request finished during the loop")
       assert.is_true(r.done - loop.done < 2, "a queued request took long after the loop ended")
     end
-    wait_log(srv, mark, "GET " .. uri:gsub("%p", "%%%0") .. ": handler error: [^\n]*CPU limit")
-    hello_ok(srv.addr)
+    H.wait_log_match(srv, mark, "GET " .. uri:gsub("%p", "%%%0") .. ": handler error: [^\n]*CPU limit")
+    H.hello_ok(srv.addr)
     local w = worker(srv.addr)
     assert.equal(1, w.active_requests)
     assert.equal(errors + 1, w.errors)
@@ -219,14 +193,16 @@ describe("--cpu-limit 1", function()
 end)
 
 describe("--request-timeout 1", function()
-  local srv
-  setup(function()
-    srv = H.start("budget.lua", { options = { ["request-timeout"] = "1", ["cpu-limit"] = "1" } })
-  end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("budget.lua", { options = { ["request-timeout"] = "1", ["cpu-limit"] = "1" } })
+
+  -- GET uri, read to its end without an error; returns the raw answer and the seconds it took.
+  local function timed_get(uri)
+    local t0 = H.now()
+    local raw, err = H.raw(srv.addr, (H.encode(H.nginx_headers("GET", uri))), 10)
+    local took = H.now() - t0
+    assert.is_nil(err)
+    return raw, took
+  end
 
   it("lets a request within its budget finish", function()
     local status, _, body = H.request(srv.addr, "GET", "/sleep?s=0.3")
@@ -236,51 +212,38 @@ describe("--request-timeout 1", function()
 
   it("answers 504 in about 1 s to a handler sleeping 5 s, and logs it", function()
     local mark = #srv.output()
-    local t0 = H.now()
-    local raw, err = H.raw(srv.addr, (H.encode(H.nginx_headers("GET", "/sleep?s=5"))), 10)
-    local took = H.now() - t0
-    assert.is_nil(err)
+    local raw, took = timed_get("/sleep?s=5")
     assert.equal("Status: 504 Gateway Timeout\r\nContent-Type: text/plain\r\n\r\n504 Gateway Timeout\n", raw)
     assert.is_true(took >= 0.9 and took < 2.5, ("the 504 came after %.3f s"):format(took))
-    wait_log(srv, mark, "GET /sleep%?s=5: request budget of 1 s spent")
+    H.wait_log_match(srv, mark, "GET /sleep%?s=5: request budget of 1 s spent")
     local w = worker(srv.addr)
     assert.equal(1, w.active_requests) -- the coroutine was discarded
     assert.is_true(w.errors >= 1)
-    hello_ok(srv.addr)
+    H.hello_ok(srv.addr)
   end)
 
   it("cuts the connection of a handler that flushed part of its response, then slept past the budget", function()
     local mark = #srv.output()
-    local t0 = H.now()
-    local raw, err = H.raw(srv.addr, (H.encode(H.nginx_headers("GET", "/partial-sleep?s=5"))), 10)
-    local took = H.now() - t0
-    assert.is_nil(err)
+    local raw, took = timed_get("/partial-sleep?s=5")
     assert.equal("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\npartial", raw) -- no 504, no rest
     assert.is_true(took >= 0.9 and took < 2.5, ("cut after %.3f s"):format(took))
-    wait_log(srv, mark, "GET /partial%-sleep%?s=5: request budget of 1 s spent")
+    H.wait_log_match(srv, mark, "GET /partial%-sleep%?s=5: request budget of 1 s spent")
     assert.equal(1, worker(srv.addr).active_requests)
-    hello_ok(srv.addr)
+    H.hello_ok(srv.addr)
   end)
 
 end)
 
 describe("--request-timeout 1 with --cpu-limit 3", function()
-  local srv
-  setup(function()
-    srv = H.start("budget.lua", { options = { ["request-timeout"] = "1", ["cpu-limit"] = "3" } })
-  end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("budget.lua", { options = { ["request-timeout"] = "1", ["cpu-limit"] = "3" } })
 
   it("answers 504 when the budget is spent while the handler loops without yielding", function()
     local mark = #srv.output()
     local loop = collect({ open(srv.addr, "/loop") }, 6)[1]
     assert.equal(504, loop.status, ("got %s after %.3f s"):format(tostring(loop.status), loop.took))
     assert.is_true(loop.took < 2, ("the 504 came after %.3f s"):format(loop.took))
-    wait_log(srv, mark, "GET /loop: request budget of 1 s spent")
-    hello_ok(srv.addr)
+    H.wait_log_match(srv, mark, "GET /loop: request budget of 1 s spent")
+    H.hello_ok(srv.addr)
   end)
 end)
 
@@ -305,12 +268,7 @@ describe("--request-timeout 1 and a handler whose __close never returns", functi
 end)
 
 describe("--memory-limit 32", function()
-  local srv
-  setup(function() srv = H.start("budget.lua", { options = { ["memory-limit"] = "32" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("budget.lua", { options = { ["memory-limit"] = "32" } })
 
   it("reports the limit in scgi.worker()", function()
     local w = worker(srv.addr)
@@ -326,9 +284,9 @@ describe("--memory-limit 32", function()
       assert.equal(500, status, "round " .. round)
       assert.equal("500 Internal Server Error\n", body)
       assert.is_true(H.now() - t0 < 5)
-      local log = wait_log(srv, mark, "GET /alloc: [^\n]*not enough memory[^\n]*limit 32[%.0]* MiB")
+      local log = H.wait_log_match(srv, mark, "GET /alloc: [^\n]*not enough memory[^\n]*limit 32[%.0]* MiB")
       assert.matches("in use [%d%.]+ MiB", log)
-      hello_ok(srv.addr)
+      H.hello_ok(srv.addr)
       local w = worker(srv.addr)
       assert.equal(1, w.active_requests)
       assert.is_true(w.lua_memory < w.lua_memory_limit)
@@ -339,20 +297,15 @@ describe("--memory-limit 32", function()
     local status, _, body = H.request(srv.addr, "GET", "/alloc-pcall")
     assert.equal(200, status)
     assert.equal("pcall=false err=not enough memory small=1000", body)
-    hello_ok(srv.addr)
+    H.hello_ok(srv.addr)
   end)
 end)
 
 for _, transport in ipairs({ "unix", "tcp" }) do
   describe("a client that goes away (" .. transport .. ")", function()
-    local srv
+    local srv = H.serve("budget.lua", { socket = transport == "tcp" and "127.0.0.1:0" or nil })
     setup(function()
-      srv = H.start("budget.lua", { socket = transport == "tcp" and "127.0.0.1:0" or nil })
       if transport == "tcp" then assert.matches("^127%.0%.0%.1:%d+$", srv.addr) end
-    end)
-    teardown(function()
-      if srv then assert.equal(0, srv.stop()) end
-      H.cleanup()
     end)
 
     local function live_back_to_one()
@@ -373,7 +326,7 @@ for _, transport in ipairs({ "unix", "tcp" }) do
       assert.equal(200, status)
       assert.equal("write nil closed", body)
       H.wait_for(function() return worker(srv.addr).active_connections == 1 end, 5, "the connection to close")
-      hello_ok(srv.addr)
+      H.hello_ok(srv.addr)
     end)
 
     it("while the handler sleeps: client:closed() turns true and a write then says closed", function()

@@ -2,21 +2,6 @@
 -- many connections at once, a slow reader of a large response, and a body the handler ignores.
 local H = require "helper"
 
-local function log_since(srv, mark) return srv.output():sub(mark + 1) end
-
-local function wait_log(srv, mark, text)
-  return H.wait_for(function()
-    local s = log_since(srv, mark)
-    return s:find(text, 1, true) and s
-  end, 5, "the log line " .. ("%q"):format(text))
-end
-
-local function hello_ok(addr)
-  local status, _, body = H.request(addr, "GET", "/hello")
-  assert.equal(200, status)
-  assert.equal("Hello world\n", body)
-end
-
 -- The head lines of a raw response, in order.
 local function head_lines(raw)
   local top = assert(raw:match("^(.-)\r\n\r\n"), "no end of head in " .. ("%q"):format(raw))
@@ -40,12 +25,7 @@ local function pieces(s)
 end
 
 describe("the client object", function()
-  local srv
-  setup(function() srv = H.start("more.lua", { options = { ["max-body-size"] = "64M" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua", { options = { ["max-body-size"] = "64M" } })
 
   describe("respond", function()
     it("turns a number status into its reason phrase", function()
@@ -101,7 +81,7 @@ describe("the client object", function()
     it("reports a bad header at the handler's line, like the other argument errors", function()
       local _, _, body = H.request(srv.addr, "GET", "/respond-bad-header")
       local line = body:match("name%-colon=([^\n]*)")
-      assert.truthy(line:find("more.lua:%d+: bad argument"), line)
+      assert.truthy(line:find("client_edges.lua:%d+: bad argument"), line)
     end)
 
     it("explains why a string status is refused", function()
@@ -140,8 +120,8 @@ describe("the client object", function()
     local status, _, body = H.request(srv.addr, "GET", "/close-early")
     assert.equal(200, status)
     assert.equal("closed early", body)
-    hello_ok(srv.addr) -- the route's own assertion would be logged as a handler error
-    assert.is_nil(log_since(srv, mark):find("handler error", 1, true), log_since(srv, mark))
+    H.hello_ok(srv.addr) -- the route's own assertion would be logged as a handler error
+    assert.is_nil(H.log_since(srv, mark):find("handler error", 1, true), H.log_since(srv, mark))
   end)
 
   it("closes the client held by a <close> variable", function()
@@ -152,17 +132,14 @@ describe("the client object", function()
     status, _, body = H.request(srv.addr, "GET", "/tbc-block")
     assert.equal(200, status)
     assert.equal("tbc-block", body)
-    local log = wait_log(srv, mark, "TBC after block:")
+    local log = H.wait_log(srv, mark, "TBC after block:")
     assert.truthy(log:find("TBC after block: closed=true write=false err=[^\n]*attempt to use a closed scgi client str=scgi%.client %(closed%)\n"),
       log)
   end)
 
   it("answers 500 and logs a line when the handler closes the client without writing", function()
-    local mark = #srv.output()
-    local status, _, body = H.request(srv.addr, "GET", "/close-nothing")
-    assert.equal(500, status)
-    assert.equal("500 Internal Server Error\n", body)
-    wait_log(srv, mark, "GET /close-nothing: 500 Internal Server Error: the client was closed before a response was written")
+    H.get_500(srv, "/close-nothing",
+      "GET /close-nothing: 500 Internal Server Error: the client was closed before a response was written")
   end)
 
   it("answers a client that half-closes its side after sending the request", function()
@@ -234,7 +211,7 @@ describe("the client object", function()
     local status, _, body = H.parse(raw)
     assert.equal(200, status)
     assert.truthy(body:find("^pcall=false err=[^\n]*C[%- ]call[^\n]* body=abcde$"), body)
-    hello_ok(srv.addr)
+    H.hello_ok(srv.addr)
   end)
 
   describe("read", function()
@@ -291,22 +268,13 @@ describe("the client object", function()
   end)
 
   it("answers 500 to a non-string error object and logs it", function()
-    local mark = #srv.output()
-    local status, _, body = H.request(srv.addr, "GET", "/error-table")
-    assert.equal(500, status)
-    assert.equal("500 Internal Server Error\n", body)
-    wait_log(srv, mark, "GET /error-table: handler error: (error object is a table value)")
-    hello_ok(srv.addr)
+    H.get_500(srv, "/error-table", "GET /error-table: handler error: (error object is a table value)")
+    H.hello_ok(srv.addr)
   end)
 end)
 
 describe("many clients and slow clients on one worker", function()
-  local srv
-  setup(function() srv = H.start("more.lua", { options = { ["max-body-size"] = "64M" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua", { options = { ["max-body-size"] = "64M" } })
 
   it("serves 200 concurrent connections", function()
     local socks = {}
@@ -342,7 +310,7 @@ describe("many clients and slow clients on one worker", function()
       got = got + #d
       bad = bad or d:find("[^x]") ~= nil
       local t0 = H.now()
-      hello_ok(srv.addr)
+      H.hello_ok(srv.addr)
       worst = math.max(worst, H.now() - t0)
       H.sleep(0.02)
     end
@@ -368,8 +336,8 @@ describe("many clients and slow clients on one worker", function()
     s:send((H.encode(H.nginx_headers("GET", "/stream?mb=50"))))
     assert(s:receive(100000))
     s:close()
-    hello_ok(srv.addr)
-    assert.is_nil(log_since(srv, mark):find("handler error", 1, true))
+    H.hello_ok(srv.addr)
+    assert.is_nil(H.log_since(srv, mark):find("handler error", 1, true))
   end)
 
   it("sends a large string written in one call intact", function()
@@ -387,17 +355,12 @@ describe("many clients and slow clients on one worker", function()
     local status, _, got = H.parse(raw)
     assert.equal(200, status)
     assert.equal("did not read\n", got)
-    hello_ok(srv.addr)
+    H.hello_ok(srv.addr)
   end)
 end)
 
 describe("a body the handler does not read, over TCP", function()
-  local srv
-  setup(function() srv = H.start("more.lua", { socket = "127.0.0.1:0", options = { ["max-body-size"] = "64M" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua", { socket = "127.0.0.1:0", options = { ["max-body-size"] = "64M" } })
 
   it("delivers the response intact, with no reset", function()
     local body = ("t"):rep(10 * 1048576)
@@ -409,7 +372,7 @@ describe("a body the handler does not read, over TCP", function()
       assert.equal(200, status)
       assert.equal("did not read\n", got)
     end
-    hello_ok(srv.addr)
+    H.hello_ok(srv.addr)
   end)
 
   it("delivers the response intact when the client sends the body after reading it", function()

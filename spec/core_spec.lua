@@ -2,12 +2,7 @@
 local H = require "helper"
 
 describe("scgi-lua serving the test app", function()
-  local srv
-  setup(function() srv = H.start("test.lua", { options = { ["max-body-size"] = "128M" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("test.lua", { options = { ["max-body-size"] = "128M" } })
 
   it("answers hello", function()
     local status, headers, body = H.request(srv.addr, "GET", "/hello")
@@ -45,12 +40,7 @@ describe("scgi-lua serving the test app", function()
 end)
 
 describe("client:budget", function()
-  local srv
-  setup(function() srv = H.start("test.lua", { options = { ["request-timeout"] = "0.5" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("test.lua", { options = { ["request-timeout"] = "0.5" } })
 
   it("gives a request more time than --request-timeout, or none at all with 0", function()
     local t0 = H.now()

@@ -2,36 +2,12 @@
 -- 431, 503), handler errors (500 or a cut-short response) and the inactivity timeout.
 local H = require "helper"
 
--- The log text written since `mark` (a length of proc.output()).
-local function log_since(srv, mark) return srv.output():sub(mark + 1) end
-
--- Waits (bounded) until the log written since `mark` holds `text` (plain), and returns that log.
-local function wait_log(srv, mark, text)
-  return H.wait_for(function()
-    local s = log_since(srv, mark)
-    return s:find(text, 1, true) and s
-  end, 5, "the log line " .. ("%q"):format(text))
-end
-
-local function hello_ok(srv)
-  local status, _, body = H.request(srv.addr, "GET", "/hello")
-  assert.equal(200, status)
-  assert.equal("Hello world\n", body)
-end
-
 -- Netstring framing of a raw header block.
 local function netstring(block) return #block .. ":" .. block .. "," end
 
 describe("malformed requests and limits", function()
-  local srv
-  setup(function()
-    srv = H.start("more.lua", { options = { ["max-header-size"] = "1024", ["max-body-size"] = "1000",
-      timeout = "10" } })
-  end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua", { options = { ["max-header-size"] = "1024", ["max-body-size"] = "1000",
+    timeout = "10" } })
 
   -- Sends bytes, expects a complete error response with this status and the parser's reason in
   -- the log, then checks that the server still serves /hello.
@@ -43,8 +19,8 @@ describe("malformed requests and limits", function()
     assert.is_true(H.now() - t0 < 3, "the answer took too long")
     assert.equal(("Status: %d %s\r\nContent-Type: text/plain\r\n\r\n%d %s\n"):format(status, phrase,
       status, phrase), raw)
-    wait_log(srv, mark, ("%d %s: %s"):format(status, phrase, reason))
-    hello_ok(srv)
+    H.wait_log(srv, mark, ("%d %s: %s"):format(status, phrase, reason))
+    H.hello_ok(srv.addr)
   end
   local function bad(bytes, reason) rejects(bytes, 400, "Bad Request", reason) end
 
@@ -144,8 +120,8 @@ describe("malformed requests and limits", function()
     assert.is_true(H.now() - t0 < 2)
     assert.equal("Status: 431 Request Header Fields Too Large", first)
     s:close()
-    wait_log(srv, mark, "431 Request Header Fields Too Large: header block is larger than the limit")
-    hello_ok(srv)
+    H.wait_log(srv, mark, "431 Request Header Fields Too Large: header block is larger than the limit")
+    H.hello_ok(srv.addr)
   end)
 
   it("answers 413 from CONTENT_LENGTH over --max-body-size, before the handler runs", function()
@@ -157,7 +133,7 @@ describe("malformed requests and limits", function()
     local first = s:receive("*l")
     assert.equal("Status: 413 Content Too Large", first)
     s:close()
-    local log = wait_log(srv, mark, "/mark?413: 413 Content Too Large: body of 1001 bytes is over the limit of 1000")
+    local log = H.wait_log(srv, mark, "/mark?413: 413 Content Too Large: body of 1001 bytes is over the limit of 1000")
     assert.is_nil(log:find("MARK handler ran", 1, true), "the handler ran for a 413 request")
     -- a body of exactly the limit is accepted and reaches the handler
     local body = ("0123456789"):rep(100)
@@ -174,7 +150,7 @@ describe("malformed requests and limits", function()
     local raw, err = H.raw(srv.addr, table.concat({ H.encode(H.nginx_headers("POST", "/echo"), body) }), 10)
     assert.is_nil(err)
     assert.equal(413, (H.parse(raw)))
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
   end)
 
   it("gives no answer to a connection closed before the header block is complete", function()
@@ -186,21 +162,16 @@ describe("malformed requests and limits", function()
     s:close()
     assert.equal("", data or partial)
     assert.is_true(data ~= nil or err == "closed")
-    wait_log(srv, mark, "connection closed before the header block was complete")
+    H.wait_log(srv, mark, "connection closed before the header block was complete")
     -- a connection that sends nothing at all is fine too
     s = assert(H.connect(srv.addr, 5))
     s:close()
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
   end)
 end)
 
 describe("the default limits", function()
-  local srv
-  setup(function() srv = H.start("more.lua") end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua")
 
   -- Sends only the header block and reads the first line of the answer.
   local function status_line(head)
@@ -227,12 +198,7 @@ describe("the default limits", function()
 end)
 
 describe("--max-body-size 0", function()
-  local srv
-  setup(function() srv = H.start("more.lua", { options = { ["max-body-size"] = "0" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua", { options = { ["max-body-size"] = "0" } })
 
   it("means no limit: a huge CONTENT_LENGTH reaches the handler", function()
     local mark = #srv.output()
@@ -241,28 +207,18 @@ describe("--max-body-size 0", function()
       { "REQUEST_URI", "/mark?unlimited" } }, "", true)))
     assert.equal("Status: 200 OK", s:receive("*l"))
     s:close()
-    wait_log(srv, mark, "MARK handler ran for /mark?unlimited")
+    H.wait_log(srv, mark, "MARK handler ran for /mark?unlimited")
   end)
 end)
 
 describe("handler errors", function()
-  local srv
-  setup(function() srv = H.start("more.lua") end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua")
 
   it("answers 500 to a handler error and logs message, traceback, method and URI", function()
-    local mark = #srv.output()
-    local status, headers, body = H.request(srv.addr, "GET", "/error?x=1")
-    assert.equal(500, status)
-    assert.equal("text/plain", headers["content-type"])
-    assert.equal("500 Internal Server Error\n", body)
-    local log = wait_log(srv, mark, "GET /error?x=1: handler error: ")
+    local log = H.get_500(srv, "/error?x=1", "GET /error?x=1: handler error: ")
     assert.truthy(log:find("test.lua:%d+: boom from the handler"))
     assert.truthy(log:find("stack traceback:", 1, true))
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
   end)
 
   it("closes the connection, without a 500, when the handler fails after output was sent", function()
@@ -270,9 +226,9 @@ describe("handler errors", function()
     local raw, err = H.raw(srv.addr, table.concat({ H.encode(H.nginx_headers("GET", "/error-after-flush")) }), 5)
     assert.is_nil(err)
     assert.equal("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\npartial", raw)
-    local log = wait_log(srv, mark, "GET /error-after-flush: handler error: ")
+    local log = H.wait_log(srv, mark, "GET /error-after-flush: handler error: ")
     assert.truthy(log:find("boom after flushing", 1, true))
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
   end)
 
   it("cuts a large response short when the handler fails part way", function()
@@ -288,43 +244,33 @@ describe("handler errors", function()
     assert.equal(200, status)
     assert.is_true(#body > 1048576 - 65536 and #body <= 1048576, "got " .. #body .. " body bytes")
     assert.is_nil(body:find("[^y]"), "the body holds more than the handler's bytes")
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
   end)
 
   it("discards output that was only buffered and answers a clean 500", function()
     -- /error-after-write writes "partial" into the client's buffer (nothing reaches the socket)
     -- and raises: the server answers 500 instead of a cut-short 200.
-    local status, _, body = H.request(srv.addr, "GET", "/error-after-write")
-    assert.equal(500, status)
-    assert.equal("500 Internal Server Error\n", body)
-    hello_ok(srv)
+    H.get_500(srv, "/error-after-write")
+    H.hello_ok(srv.addr)
   end)
 
   it("answers 500 and logs a line when the handler writes nothing", function()
-    local mark = #srv.output()
-    local status, _, body = H.request(srv.addr, "GET", "/nothing")
-    assert.equal(500, status)
-    assert.equal("500 Internal Server Error\n", body)
-    wait_log(srv, mark, "GET /nothing: 500 Internal Server Error: the handler returned without writing a response")
-    hello_ok(srv)
+    H.get_500(srv, "/nothing",
+      "GET /nothing: 500 Internal Server Error: the handler returned without writing a response")
+    H.hello_ok(srv.addr)
   end)
 
   it("answers 500 when the handler yields outside of the client's calls", function()
     local mark = #srv.output()
     local status = H.request(srv.addr, "GET", "/yield")
     assert.equal(500, status)
-    wait_log(srv, mark, "the handler yielded outside of an scgi call")
-    hello_ok(srv)
+    H.wait_log(srv, mark, "the handler yielded outside of an scgi call")
+    H.hello_ok(srv.addr)
   end)
 end)
 
 describe("--max-connections", function()
-  local srv
-  setup(function() srv = H.start("more.lua", { options = { ["max-connections"] = "2" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua", { options = { ["max-connections"] = "2" } })
 
   it("answers 503 over the limit per worker, and serves again once connections close", function()
     local held = {}
@@ -337,7 +283,7 @@ describe("--max-connections", function()
     local raw, err = H.raw(srv.addr, table.concat({ H.encode(H.nginx_headers("GET", "/hello")) }), 5)
     assert.is_nil(err)
     assert.equal("Status: 503 Service Unavailable\r\nContent-Type: text/plain\r\n\r\n503 Service Unavailable\n", raw)
-    wait_log(srv, mark, "503 Service Unavailable: over --max-connections")
+    H.wait_log(srv, mark, "503 Service Unavailable: over --max-connections")
     for _, s in ipairs(held) do s:close() end
     H.wait_for(function() return H.request(srv.addr, "GET", "/hello") == 200 end, 5,
       "the server to serve again")
@@ -345,54 +291,48 @@ describe("--max-connections", function()
     local a = assert(H.connect(srv.addr, 5))
     a:send("50:")
     H.sleep(0.1)
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
     a:close()
   end)
 end)
 
 describe("--timeout", function()
-  local srv
-  setup(function() srv = H.start("more.lua", { options = { timeout = "0.3" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua", { options = { timeout = "0.3" } })
 
-  it("closes a connection idle while sending the header block, and logs it", function()
+  -- Sends bytes and then nothing: the server closes the connection after the 0.3 s, without an
+  -- answer, logs `reason` and goes on serving. Returns what the read got: data, error.
+  local function closed_idle(bytes, reason)
     local mark = #srv.output()
     local s = assert(H.connect(srv.addr, 5))
-    s:send("40:CONTENT_LENGTH\0")
+    s:send(bytes)
     local t0 = H.now()
     local data, err, partial = s:receive("*a")
     local took = H.now() - t0
     s:close()
     assert.equal("", data or partial)
-    assert.is_true(data ~= nil or err == "closed")
     assert.is_true(took > 0.2 and took < 3, "closed after " .. took .. " s")
-    wait_log(srv, mark, "no progress for 0.3 s while reading the header block; closing")
-    hello_ok(srv)
+    H.wait_log(srv, mark, reason)
+    H.hello_ok(srv.addr)
+    return data, err
+  end
+
+  it("closes a connection idle while sending the header block, and logs it", function()
+    local data, err = closed_idle("40:CONTENT_LENGTH\0",
+      "no progress for 0.3 s while reading the header block; closing")
+    assert.is_true(data ~= nil or err == "closed")
   end)
 
   it("closes a connection idle while sending the body, and logs it", function()
-    local mark = #srv.output()
-    local s = assert(H.connect(srv.addr, 5))
-    s:send(H.encode(H.nginx_headers("POST", "/echo"), ("x"):rep(100)) .. ("x"):rep(10))
-    local t0 = H.now()
-    local data, _, partial = s:receive("*a")
-    local took = H.now() - t0
-    s:close()
-    assert.equal("", data or partial)
-    assert.is_true(took > 0.2 and took < 3, "closed after " .. took .. " s")
-    wait_log(srv, mark, "POST /echo: no progress for 0.3 s while reading the body; closing")
-    hello_ok(srv)
+    closed_idle(H.encode(H.nginx_headers("POST", "/echo"), ("x"):rep(100)) .. ("x"):rep(10),
+      "POST /echo: no progress for 0.3 s while reading the body; closing")
   end)
 
   it("closes a connection whose client stops reading the response, and logs it", function()
     local mark = #srv.output()
     local s = assert(H.connect(srv.addr, 5))
     s:send((H.encode(H.nginx_headers("GET", "/stream?mb=100"))))
-    wait_log(srv, mark, "GET /stream?mb=100: no progress for 0.3 s while writing; closing")
-    hello_ok(srv) -- the worker was not blocked meanwhile
+    H.wait_log(srv, mark, "GET /stream?mb=100: no progress for 0.3 s while writing; closing")
+    H.hello_ok(srv.addr) -- the worker was not blocked meanwhile
     local n = 0
     while true do
       local d, err, p = s:receive(65536)
@@ -427,7 +367,7 @@ describe("--timeout", function()
     local mark = #srv.output()
     local raw = H.raw(srv.addr, table.concat({ H.encode(hs) }), 5)
     assert.equal(431, (H.parse(raw)))
-    wait_log(srv, mark, "431 Request Header Fields Too Large: too many headers")
-    hello_ok(srv)
+    H.wait_log(srv, mark, "431 Request Header Fields Too Large: too many headers")
+    H.hello_ok(srv.addr)
   end)
 end)

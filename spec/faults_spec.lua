@@ -7,30 +7,6 @@
 -- After every case the server's descriptor count (H.fd_count) is back where it was.
 local H = require "helper"
 
-local function log_since(srv, mark) return srv.output():sub(mark + 1) end
-
-local function wait_log(srv, mark, text, timeout)
-  return H.wait_for(function()
-    local s = log_since(srv, mark)
-    return s:find(text, 1, true) and s
-  end, timeout or 5, "the log line " .. ("%q"):format(text))
-end
-
-local function count(s, text)
-  local n, i = 0, 1
-  while true do
-    local j = s:find(text, i, true)
-    if not j then return n end
-    n, i = n + 1, j + #text
-  end
-end
-
-local function hello_ok(srv)
-  local status, _, body = H.request(srv.addr, "GET", "/hello")
-  assert.equal(200, status)
-  assert.equal("Hello world\n", body)
-end
-
 local function fds_back(srv, fds)
   H.wait_for(function() return H.fd_count(srv.pid) == fds end, 5,
     "the server's descriptors to go back to " .. fds .. " (now " .. tostring(H.fd_count(srv.pid)) .. ")")
@@ -59,6 +35,23 @@ local function restore_gc()
   collectgarbage(mode)
 end
 
+-- For a describe block: faults.lua served with opts (H.serve), behind a private nginx with the
+-- extra config nginx_conf when that is given; srv.fds0 holds its idle descriptor count once it
+-- serves, and the collector is reset after the block (restore_gc). Returns the server and nginx.
+local function serve(opts, nginx_conf)
+  local srv = H.serve("faults.lua", opts)
+  local ng = nginx_conf and H.nginx_for(srv, nginx_conf)
+  setup(function() srv.fds0 = idle_fds(srv) end)
+  teardown(restore_gc)
+  return srv, ng
+end
+
+-- After a case: the descriptors are back to srv.fds0 and the server answers /hello.
+local function settled(srv)
+  fds_back(srv, srv.fds0)
+  H.hello_ok(srv.addr)
+end
+
 -- The SCGI header block of a request announcing a body of body_len bytes (not included).
 local function request_bytes(uri, body_len, method)
   local hs = { { "CONTENT_LENGTH", tostring(body_len or 0) }, { "SCGI", "1" } }
@@ -68,21 +61,11 @@ end
 
 for _, transport in ipairs({ "unix", "tcp" }) do
   describe("the web server going away (" .. transport .. " socket)", function()
-    local srv, fds0
-    setup(function()
-      srv = H.start("faults.lua", { socket = transport == "tcp" and "127.0.0.1:0" or nil,
-        options = { timeout = "30", ["max-body-size"] = "128M" } })
-      fds0 = idle_fds(srv)
-    end)
-    teardown(function()
-      if srv then assert.equal(0, srv.stop()) end
-      H.cleanup()
-      restore_gc()
-    end)
+    local srv = serve({ socket = transport == "tcp" and "127.0.0.1:0" or nil,
+      options = { timeout = "30", ["max-body-size"] = "128M" } })
     after_each(function()
-      fds_back(srv, fds0)
-      hello_ok(srv)
-      fds_back(srv, fds0)
+      settled(srv)
+      fds_back(srv, srv.fds0)
     end)
 
     local resets = transport == "tcp" and { false, true } or { false }
@@ -101,12 +84,12 @@ for _, transport in ipairs({ "unix", "tcp" }) do
           H.sleep(0.05) -- the server reads what was sent before the hang-up
           hang_up(s, reset)
           if #prefix > 0 then
-            wait_log(srv, mark, "connection closed before the header block was complete")
+            H.wait_log(srv, mark, "connection closed before the header block was complete")
           end
-          fds_back(srv, fds0)
+          fds_back(srv, srv.fds0)
         end
         -- nothing was handed to the handler, nothing was answered
-        assert.is_nil(log_since(srv, mark0):find("FAULTS", 1, true))
+        assert.is_nil(H.log_since(srv, mark0):find("FAULTS", 1, true))
       end)
 
       it("mid-body: the handler's read answers nil, \"closed\"" .. how, function()
@@ -117,7 +100,7 @@ for _, transport in ipairs({ "unix", "tcp" }) do
         assert(s:send(("b"):rep(1048576))) -- 1 MiB of the 10 announced
         H.sleep(0.1)
         hang_up(s, reset)
-        local log = wait_log(srv, mark, "FAULTS echo " .. tag .. ": read failed: closed")
+        local log = H.wait_log(srv, mark, "FAULTS echo " .. tag .. ": read failed: closed")
         assert.is_nil(log:find("handler error", 1, true), log)
       end)
 
@@ -142,7 +125,7 @@ for _, transport in ipairs({ "unix", "tcp" }) do
           got = got + #(d or p)
         end
         hang_up(s, reset)
-        local log = wait_log(srv, mark, "FAULTS big " .. tag .. ": write failed after ")
+        local log = H.wait_log(srv, mark, "FAULTS big " .. tag .. ": write failed after ")
         assert.truthy(log:match("FAULTS big " .. tag .. ": write failed after %d+ chunks: closed %d+"), log)
         assert.is_nil(log:find("wrote everything", 1, true))
       end)
@@ -154,7 +137,7 @@ for _, transport in ipairs({ "unix", "tcp" }) do
         assert(s:send((request_bytes("/sleep-then-write?ms=300&tag=" .. tag))))
         H.sleep(0.05)
         hang_up(s, reset)
-        wait_log(srv, mark, "FAULTS sleep-then-write " .. tag .. ": write failed: closed")
+        H.wait_log(srv, mark, "FAULTS sleep-then-write " .. tag .. ": write failed: closed")
       end)
     end
 
@@ -174,25 +157,14 @@ for _, transport in ipairs({ "unix", "tcp" }) do
       end
       H.sleep(0.3)
       for i, s in ipairs(socks) do hang_up(s, transport == "tcp" and i % 2 == 0) end
-      fds_back(srv, fds0)
-      for _ = 1, 20 do hello_ok(srv) end
+      fds_back(srv, srv.fds0)
+      for _ = 1, 20 do H.hello_ok(srv.addr) end
     end)
   end)
 end
 
 describe("through nginx, a client that goes away mid-response", function()
-  local srv, ng, fds0
-  setup(function()
-    srv = H.start("faults.lua", { options = { timeout = "30" } })
-    ng = H.nginx(srv.addr, "scgi_buffering off;")
-    fds0 = idle_fds(srv)
-  end)
-  teardown(function()
-    if ng then ng.stop() end
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-    restore_gc()
-  end)
+  local srv, ng = serve({ options = { timeout = "30" } }, "scgi_buffering off;")
 
   it("makes nginx close the SCGI connection; the handler's write answers nil, \"closed\"", function()
     local mark = #srv.output()
@@ -206,17 +178,18 @@ describe("through nginx, a client that goes away mid-response", function()
       got = got + #(d or p)
     end
     hang_up(s, true)
-    wait_log(srv, mark, "FAULTS big nginx: write failed after ", 10)
-    fds_back(srv, fds0)
+    H.wait_log(srv, mark, "FAULTS big nginx: write failed after ", 10)
+    fds_back(srv, srv.fds0)
     local status, _, body = H.http(ng.port, "GET", "/hello")
     assert.equal(200, status)
     assert.equal("Hello world\n", body)
-    fds_back(srv, fds0)
+    fds_back(srv, srv.fds0)
   end)
 end)
 
 describe("a handler that never reads a 64 MiB body", function()
-  local srv, fds0
+  local srv = serve({ options = { ["max-body-size"] = "128M", timeout = "30" } })
+  after_each(function() settled(srv) end)
   -- The body goes out as 64 sends of the same 1 MiB string, never as one 64 MiB string: lua5.4
   -- runs its collector in generational mode, and in Lua 5.4.4 one string that large leaves the
   -- spec process letting tens of MiB of garbage pile up before each collection for the rest of
@@ -230,20 +203,6 @@ describe("a handler that never reads a 64 MiB body", function()
     end
     return true
   end
-  setup(function()
-    srv = H.start("faults.lua", { options = { ["max-body-size"] = "128M", timeout = "30" } })
-    fds0 = idle_fds(srv)
-  end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-    restore_gc()
-  end)
-  after_each(function()
-    fds_back(srv, fds0)
-    hello_ok(srv)
-  end)
-
   local want = "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\ndid not read 67108864 bytes\n"
   local head = H.encode({ { "CONTENT_LENGTH", tostring(TOTAL) }, { "SCGI", "1" }, { "REQUEST_METHOD", "POST" },
     { "REQUEST_URI", "/noread" } }, nil, true)
@@ -261,7 +220,7 @@ describe("a handler that never reads a 64 MiB body", function()
     assert(send_mibs(s, 63))
     s:close()
     H.sleep(0.2)
-    local log = log_since(srv, mark)
+    local log = H.log_since(srv, mark)
     assert.is_nil(log:find("error", 1, true), log)
     assert.is_nil(log:find("no progress", 1, true), log)
   end)
@@ -332,12 +291,12 @@ describe("running out of file descriptors", function()
 
   it("pauses accepting, logs once, keeps serving what it holds, and recovers", function()
     hold(100) -- more than the 64 descriptors: the rest wait in the listen queue
-    wait_log(srv, 0, PAUSE_LINE)
+    H.wait_log(srv, 0, PAUSE_LINE)
     -- paused, not spinning (a timer looks again every 0.1 s), and not logging again
     local c0 = cpu_ticks()
     H.sleep(1)
     assert.is_true(cpu_ticks() - c0 < 20, "the paused server used " .. (cpu_ticks() - c0) .. " ticks in 1 s")
-    assert.equal(1, count(srv.output(), PAUSE_LINE), srv.output())
+    assert.equal(1, H.count(srv.output(), PAUSE_LINE), srv.output())
     -- a connection it holds is served
     local first = held[1]
     first:send(request_bytes("/hello"))
@@ -357,14 +316,14 @@ describe("running out of file descriptors", function()
     local raw = waiting:receive("*a")
     waiting:close()
     assert.equal(200, (H.parse(raw)))
-    for _ = 1, 20 do hello_ok(srv) end
+    for _ = 1, 20 do H.hello_ok(srv.addr) end
     fds_back(srv, fds0)
     -- a second episode is logged again, once
     local mark = #srv.output()
     hold(100)
-    wait_log(srv, mark, PAUSE_LINE)
+    H.wait_log(srv, mark, PAUSE_LINE)
     H.sleep(0.5)
-    assert.equal(1, count(log_since(srv, mark), PAUSE_LINE), log_since(srv, mark))
+    assert.equal(1, H.count(H.log_since(srv, mark), PAUSE_LINE), H.log_since(srv, mark))
     release()
     H.wait_for(function() return H.request(srv.addr, "GET", "/hello") == 200 end, 5, "the server to serve again")
     fds_back(srv, fds0)
@@ -379,14 +338,14 @@ describe("running out of file descriptors", function()
   -- (the listen queue is drained: the episode is over).
   it("logs once while connections turn over during the overload", function()
     hold(100)
-    wait_log(srv, 0, PAUSE_LINE)
+    H.wait_log(srv, 0, PAUSE_LINE)
     for i = 1, 20 do -- each close frees a descriptor; a queued connection takes it
       held[i]:close()
       H.sleep(0.15)
     end
-    assert.equal(1, count(srv.output(), PAUSE_LINE), "pause lines:\n" .. srv.output())
+    assert.equal(1, H.count(srv.output(), PAUSE_LINE), "pause lines:\n" .. srv.output())
     release()
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
     fds_back(srv, fds0)
   end)
 
@@ -395,11 +354,11 @@ describe("running out of file descriptors", function()
     srv = H.start("faults.lua", { env = "ulimit -n 64;", workers = 2, options = { timeout = "60" } })
     fds0 = idle_fds(srv)
     hold(100)
-    wait_log(srv, 0, PAUSE_LINE)
+    H.wait_log(srv, 0, PAUSE_LINE)
     release()
     H.wait_for(function() return H.request(srv.addr, "GET", "/hello") == 200 end, 5, "the server to serve again")
-    for _ = 1, 20 do hello_ok(srv) end
-    assert.is_true(count(srv.output(), PAUSE_LINE) <= 2, srv.output())
+    for _ = 1, 20 do H.hello_ok(srv.addr) end
+    assert.is_true(H.count(srv.output(), PAUSE_LINE) <= 2, srv.output())
     fds_back(srv, fds0)
   end)
 end)
@@ -409,20 +368,8 @@ describe("a worker held longer than --timeout by another request", function()
   -- nothing meanwhile. Request B, on the same worker, keeps making progress during those 2 s,
   -- more than --timeout 1. When the worker comes back, B must go on: it was the server, not B,
   -- that was idle.
-  local srv, fds0
-  setup(function()
-    srv = H.start("faults.lua", { options = { timeout = "1", ["cpu-limit"] = "5" } })
-    fds0 = idle_fds(srv)
-  end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-    restore_gc()
-  end)
-  after_each(function()
-    fds_back(srv, fds0)
-    hello_ok(srv)
-  end)
+  local srv = serve({ options = { timeout = "1", ["cpu-limit"] = "5" } })
+  after_each(function() settled(srv) end)
 
   -- Starts A (the 2 s stall) and checks its answer later; returns a function that does.
   local function stall()
@@ -502,7 +449,7 @@ describe("a worker held longer than --timeout by another request", function()
     a_done()
     local head = #"Status: 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
     assert.equal(head + 16 * 1048576, got)
-    wait_log(srv, mark, "FAULTS big stall: wrote everything")
+    H.wait_log(srv, mark, "FAULTS big stall: wrote everything")
   end)
 end)
 
@@ -540,11 +487,11 @@ describe("errors in __gc metamethods", function()
     local m2 = memory()
     assert.is_true(m2 <= m1 + 16384, ("Lua memory went from %d to %d bytes"):format(m1, m2))
     assert.is_true(srv.alive())
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
     -- no request failed because of a finalizer. Lua turns these errors into warnings, and
     -- scgi-lua's states have no warning function (lua_newstate, not luaL_newstate): the
     -- errors are dropped silently, as a stock lua5.4 does with warnings off.
-    local log = log_since(srv, mark)
+    local log = H.log_since(srv, mark)
     assert.is_nil(log:find("handler error", 1, true), log)
     fds_back(srv, fds0)
   end)
@@ -557,22 +504,8 @@ describe("errors in __gc metamethods", function()
 end)
 
 describe("a malformed response head", function()
-  local srv, ng, fds0
-  setup(function()
-    srv = H.start("faults.lua")
-    ng = H.nginx(srv.addr)
-    fds0 = idle_fds(srv)
-  end)
-  teardown(function()
-    if ng then ng.stop() end
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-    restore_gc()
-  end)
-  after_each(function()
-    fds_back(srv, fds0)
-    hello_ok(srv)
-  end)
+  local srv, ng = serve({}, "")
+  after_each(function() settled(srv) end)
 
   it("is passed through over SCGI byte for byte", function()
     local raw, err = H.raw(srv.addr, (request_bytes("/malformed-head")), 5)
@@ -590,7 +523,7 @@ describe("a malformed response head", function()
       assert.truthy(body:find("502 Bad Gateway", 1, true))
     end
     local elog = ng.error_log():sub(before + 1)
-    assert.equal(2, count(elog, "upstream sent invalid header"), elog)
+    assert.equal(2, H.count(elog, "upstream sent invalid header"), elog)
     local status, _, body = H.http(ng.port, "GET", "/hello")
     assert.equal(200, status)
     assert.equal("Hello world\n", body)
@@ -605,12 +538,6 @@ describe("a hostile /tmp: the default socket's directory made by another user", 
   -- credentials) to it.
   local SQUAT = "/tmp/65534"
   teardown(restore_gc)
-  local function have_root_and_setpriv()
-    local p = io.popen("id -u; command -v setpriv")
-    local out = p:read("a")
-    p:close()
-    return out:match("^0\n") and out:find("setpriv", 1, true)
-  end
 
   -- Regression (fixed in bcdab2d): scgi-lua took an existing parent directory of its socket as it found
   -- it. With the default path /tmp/<uid>/scgi, anyone can create /tmp/<uid> before the server first
@@ -621,7 +548,7 @@ describe("a hostile /tmp: the default socket's directory made by another user", 
   -- lstat the directory and refuse it unless it is a real directory owned by the effective uid and
   -- not writable by group or others.
   it("is refused, not listened in", function()
-    if not have_root_and_setpriv() then
+    if H.uid() ~= "0" or not H.have("setpriv") then
       pending("needs root and setpriv")
       return
     end
@@ -632,10 +559,7 @@ describe("a hostile /tmp: the default socket's directory made by another user", 
     local dir = H.tmpdir()
     local proc
     finally(function()
-      if proc and proc.alive() then
-        proc.kill("KILL")
-        pcall(proc.wait, 5)
-      end
+      H.kill(proc)
       os.execute("rm -rf " .. SQUAT)
     end)
     assert(os.execute(("mkdir %s && chown 12345:12345 %s && chmod 0777 %s"):format(SQUAT, SQUAT, SQUAT)))

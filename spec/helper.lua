@@ -1,7 +1,10 @@
--- spec/helper.lua: starts the real scgi-lua and a real nginx for the specs, and speaks SCGI and
--- HTTP to them over real sockets. Every wait is bounded; every process started here is stopped.
+-- spec/helper.lua: starts the real scgi-lua and a real nginx for the specs, speaks SCGI and HTTP
+-- to them over real sockets, and holds the small tools several specs use (logs, loads, stats).
+-- Every wait is bounded; every process started here is stopped.
 local socket = require "socket"
 local unix = require "socket.unix"
+local luassert = require "luassert"
+local busted = require "busted"
 
 local H = {}
 
@@ -31,6 +34,40 @@ function H.write_file(path, data)
   local f = assert(io.open(path, "wb"))
   f:write(data)
   f:close()
+end
+
+-- What the shell command writes on stdout.
+function H.sh_out(cmd)
+  local p = io.popen(cmd)
+  local s = p:read("a")
+  p:close()
+  return s
+end
+
+-- True if something (a file of any kind) is at path.
+function H.exists(path) return sh("test -e " .. q(path)) == true end
+
+-- True if the command is on PATH.
+function H.have(cmd) return sh("command -v " .. cmd .. " >/dev/null 2>&1") == true end
+
+-- The spec process's user id, as text ("0" for root).
+function H.uid() return (H.sh_out("id -u"):gsub("%s+$", "")) end
+
+-- The non-empty lines of text, in order.
+function H.lines(text)
+  local t = {}
+  for l in text:gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
+-- How many times the plain string `what` stands in text (not overlapping).
+function H.count(text, what)
+  local n, i = 0, 1
+  while true do
+    local s, e = text:find(what, i, true)
+    if not s then return n end
+    n, i = n + 1, e + 1
+  end
 end
 
 function H.sleep(s) socket.sleep(s) end
@@ -67,7 +104,10 @@ function H.free_port()
   return tonumber(port)
 end
 
+local started = {}
+
 -- Starts `cmd` in the background; returns a process with pid, log path, alive(), wait(), kill().
+-- H.cleanup stops it if it still runs.
 function H.spawn(cmd, dir, name)
   name = name or "proc"
   local log, pidf, st = dir .. "/" .. name .. ".log", dir .. "/" .. name .. ".pid",
@@ -89,13 +129,31 @@ function H.spawn(cmd, dir, name)
     end, timeout or 10, name .. " to exit")
   end
   function proc.output() return read_file(log) or "" end
+  started[#started + 1] = proc
   return proc
 end
 
-local started = {}
+-- Kills a process that still runs (SIGKILL) and waits for it, at most 5 s.
+function H.kill(proc)
+  if proc and proc.alive() then
+    proc.kill("KILL")
+    pcall(proc.wait, 5)
+  end
+end
+
+-- Waits for a scgi-lua's "listening on" line and returns what follows it; fails at once if the
+-- process exits first.
+function H.listening(proc)
+  return H.wait_for(function()
+    local out = proc.output()
+    if not proc.alive() then error("scgi-lua exited early:\n" .. out, 3) end
+    return out:match("listening on ([^\n]+) %(%d+ workers?%)")
+  end, 10, "scgi-lua to listen")
+end
 
 -- Starts scgi-lua with the app and options (a table of option -> value, or a list of raw args);
--- waits for its "listening on" line and returns the server with its address.
+-- waits for its "listening on" line and returns the server with its address. With expect_fail
+-- it returns at once, without waiting.
 function H.start(app, opts)
   opts = opts or {}
   local dir = opts.dir or H.tmpdir()
@@ -109,35 +167,98 @@ function H.start(app, opts)
   local env = opts.env and (opts.env .. " ") or ""
   local proc = H.spawn(env .. "exec " .. table.concat(args, " "), dir, "scgi")
   proc.dir = dir
-  started[#started + 1] = proc
-  if opts.expect_fail then return proc end
-  local line = H.wait_for(function()
-    local out = proc.output()
-    if not proc.alive() then error("scgi-lua exited early:\n" .. out, 3) end
-    return out:match("listening on ([^\n]+) %(%d+ workers?%)")
-  end, 10, "scgi-lua to listen")
-  proc.listen = line
-  proc.addr = line:match("^unix:(.*)$") or line
   function proc.stop()
     proc.kill("TERM")
     return proc.wait(40)
   end
+  if opts.expect_fail then return proc end
+  proc.listen = H.listening(proc)
+  proc.addr = proc.listen:match("^unix:(.*)$") or proc.listen
   return proc
+end
+
+-- For a describe block: starts scgi-lua on the app with H.start's options (or the options a
+-- function returns then) before the block's first case; after its last, stops the nginx in front
+-- of it (H.nginx_for), then the server, which must exit 0, and cleans up. Returns the server,
+-- whose fields are filled in when it starts.
+function H.serve(app, opts)
+  local srv = { fronts = {} }
+  busted.setup(function()
+    for k, v in pairs(H.start(app, type(opts) == "function" and opts() or opts)) do srv[k] = v end
+  end)
+  busted.teardown(function()
+    for _, ng in ipairs(srv.fronts) do ng.stop() end
+    if srv.stop then luassert.equal(0, srv.stop()) end
+    H.cleanup()
+  end)
+  return srv
+end
+
+-- For a describe block served by H.serve: a private nginx in front of srv (H.nginx's extra_conf),
+-- started after srv and stopped before it. Returns the nginx, whose fields are filled in when it
+-- starts.
+function H.nginx_for(srv, extra_conf)
+  local ng = {}
+  busted.setup(function()
+    for k, v in pairs(H.nginx(srv.addr, extra_conf)) do ng[k] = v end
+    srv.fronts[#srv.fronts + 1] = ng
+  end)
+  return ng
+end
+
+-- Starts scgi-lua (H.start's options) when its readiness does not show as a "listening on" line
+-- in its output; ready(proc) tells when it serves.
+function H.start_quiet(app, opts, ready)
+  opts.expect_fail = true
+  local proc = H.start(app, opts)
+  H.wait_for(function()
+    if not proc.alive() then error("scgi-lua exited early:\n" .. proc.output(), 3) end
+    return ready(proc)
+  end, 10, "scgi-lua to serve")
+  return proc
+end
+
+-- Runs the program with the (already quoted) arguments, bounded to 10 s (a program that would
+-- start serving is killed: code 124); returns code, stdout, stderr. prefix goes before the
+-- program (env, setpriv).
+function H.run(args, prefix)
+  local dir = H.tmpdir()
+  local out, err = dir .. "/out", dir .. "/err"
+  local rc = tonumber(H.sh_out(("%s timeout 10 %s %s >%s 2>%s </dev/null; echo $?"):format(prefix or "",
+    q(H.program), args, q(out), q(err))):match("%d+"))
+  local o, e = read_file(out) or "", read_file(err) or ""
+  sh("rm -rf " .. q(dir))
+  return rc, o, e
 end
 
 -- Stops everything the specs started that is still running (call from after_each/finally).
 function H.cleanup()
-  for _, p in ipairs(started) do
-    if p.alive() then
-      p.kill("KILL")
-      pcall(p.wait, 5)
-    end
-  end
+  for _, p in ipairs(started) do H.kill(p) end
   started = {}
   for _, d in ipairs(dirs) do
     if d:match("^/tmp/scgi%-spec%.%w+$") then sh("rm -rf " .. q(d)) end
   end
   dirs = {}
+end
+
+-- The log text a server wrote since `mark` (a length of proc.output()).
+function H.log_since(srv, mark) return srv.output():sub(mark + 1) end
+
+-- Waits (bounded) until the log written since `mark` holds `text` (plain), and returns that log.
+function H.wait_log(srv, mark, text, timeout)
+  return H.wait_for(function()
+    local s = H.log_since(srv, mark)
+    return s:find(text, 1, true) and s
+  end, timeout or 5, "the log line " .. ("%q"):format(text))
+end
+
+-- Waits (bounded) until the log written since `mark` matches the Lua pattern `pat`, and returns
+-- that log.
+function H.wait_log_match(srv, mark, pat, timeout)
+  return H.wait_for(function()
+    local s = H.log_since(srv, mark)
+    return s:find(pat) and s
+  end, timeout or 5, "a log line matching " .. ("%q"):format(pat))
 end
 
 -- A connected socket to ADDR (a unix path, host:port or [v6]:port), with a timeout.
@@ -158,6 +279,13 @@ function H.connect(addr, timeout)
   end
   s:settimeout(timeout or 20)
   return s
+end
+
+-- True if something accepts a connection at addr now.
+function H.can_connect(addr)
+  local s = H.connect(addr, 1)
+  if s then s:close() end
+  return s ~= nil
 end
 
 -- The SCGI bytes for a request: headers is a list of {name, value}; CONTENT_LENGTH and SCGI come
@@ -205,6 +333,34 @@ function H.request(addr, method, uri, body, extra)
   return H.parse(raw, err)
 end
 
+-- One SCGI request bounded to 10 s; returns status, body, the raw answer and the number of bytes
+-- sent.
+function H.scgi_get(addr, uri, method, body)
+  local head, b = H.encode(H.nginx_headers(method or "GET", uri), body)
+  local raw = H.raw(addr, head .. b, 10)
+  local status, _, got = H.parse(raw)
+  return status, got, raw, #head + #b
+end
+
+-- GET /hello answers 200 "Hello world\n" (the app's sign of life after a case).
+function H.hello_ok(addr)
+  local status, _, body = H.request(addr, "GET", "/hello")
+  luassert.equal(200, status)
+  luassert.equal("Hello world\n", body)
+end
+
+-- GET uri on srv answers the server's own 500 (text/plain "500 Internal Server Error\n"); when
+-- text is given, waits until the log written since the request holds it (plain). Returns that log.
+function H.get_500(srv, uri, text)
+  local mark = #srv.output()
+  local status, headers, body = H.request(srv.addr, "GET", uri)
+  luassert.equal(500, status)
+  luassert.equal("text/plain", headers["content-type"])
+  luassert.equal("500 Internal Server Error\n", body)
+  if text then return H.wait_log(srv, mark, text) end
+  return H.log_since(srv, mark)
+end
+
 function H.parse(raw, err)
   if not raw or raw == "" then return nil, nil, nil, raw, err end
   local top, body = raw:match("^(.-)\r\n\r\n(.*)$")
@@ -220,12 +376,10 @@ function H.parse(raw, err)
   return status, headers, body, raw
 end
 
--- Starts a private nginx on a free 127.0.0.1 port that passes everything to the SCGI address.
-function H.nginx(upstream, extra_conf)
-  local dir = H.tmpdir()
-  local port = H.free_port()
-  local target = upstream:sub(1, 1) == "/" and ("unix:" .. upstream) or upstream
-  local conf = ([[
+-- Writes dir/nginx.conf for a private nginx on 127.0.0.1:port whose location / passes to the SCGI
+-- target; http_extra goes in the http block, location_extra in the location.
+local function nginx_conf(dir, port, target, http_extra, location_extra)
+  H.write_file(dir .. "/nginx.conf", ([[
 daemon off;
 master_process off;
 worker_processes 1;
@@ -240,6 +394,7 @@ http {
   uwsgi_temp_path %s/uwsgi;
   scgi_temp_path %s/scgi;
   client_max_body_size 0;
+%s
   server {
     listen 127.0.0.1:%d;
     location / {
@@ -249,11 +404,13 @@ http {
     }
   }
 }
-]]):format(dir, dir, dir, dir, dir, dir, dir, port, target, extra_conf or "")
-  H.write_file(dir .. "/nginx.conf", conf)
+]]):format(dir, dir, dir, dir, dir, dir, dir, http_extra, port, target, location_extra or ""))
+end
+
+-- Starts the nginx configured in dir and waits until it listens on port.
+local function nginx_run(dir, port)
   local proc = H.spawn("exec nginx -p " .. q(dir) .. " -c " .. q(dir .. "/nginx.conf") .. " -e " ..
     q(dir .. "/error.log"), dir, "nginx")
-  started[#started + 1] = proc
   H.wait_for(function()
     if not proc.alive() then error("nginx exited early:\n" .. proc.output() ..
       (read_file(dir .. "/error.log") or ""), 3) end
@@ -270,6 +427,27 @@ http {
   end
   function proc.error_log() return read_file(dir .. "/error.log") or "" end
   return proc
+end
+
+-- Starts a private nginx on a free 127.0.0.1 port that passes everything to the SCGI address.
+function H.nginx(upstream, extra_conf)
+  local dir, port = H.tmpdir(), H.free_port()
+  local target = upstream:sub(1, 1) == "/" and ("unix:" .. upstream) or upstream
+  nginx_conf(dir, port, target, "", extra_conf)
+  return nginx_run(dir, port)
+end
+
+-- A private nginx whose `upstream app` holds the given 127.0.0.1 ports, each out for 1 s after a
+-- failure; a request goes on to the next one on an error, a timeout or a 503.
+function H.nginx_upstream(ports)
+  local dir, port = H.tmpdir(), H.free_port()
+  local servers = {}
+  for _, p in ipairs(ports) do
+    servers[#servers + 1] = ("    server 127.0.0.1:%d max_fails=1 fail_timeout=1s;"):format(p)
+  end
+  nginx_conf(dir, port, "app", "  upstream app {\n" .. table.concat(servers, "\n") .. "\n  }",
+    "scgi_next_upstream error timeout http_503;\n      scgi_connect_timeout 1s;")
+  return nginx_run(dir, port)
 end
 
 -- One HTTP/1.0 request to 127.0.0.1:port; returns status, headers (lower-case), body.
@@ -309,12 +487,205 @@ function H.http_raw(port, bytes, timeout)
   return tonumber(top:match("^HTTP/%d%.%d (%d+)")), hs, rest, raw
 end
 
+-- Concurrent HTTP/1.0 GETs to 127.0.0.1:port, one connection each, `conc` in flight, driven by
+-- step(); each answer is recorded as { body, phase } with the phase current when it completed,
+-- each failure (a status other than 200, an error, no answer in 15 s) as a message.
+function H.http_load(port, path, conc)
+  local L = { answers = {}, failures = {}, active = {}, phase = 1 }
+  local req = ("GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n"):format(path)
+  local function start()
+    local s = socket.tcp()
+    s:settimeout(2)
+    local ok, err = s:connect("127.0.0.1", port)
+    if ok then ok, err = s:send(req) end
+    if not ok then
+      L.failures[#L.failures + 1] = "connect or send: " .. tostring(err)
+      s:close()
+      return
+    end
+    s:settimeout(0)
+    L.active[#L.active + 1] = { s = s, buf = {}, t0 = H.now() }
+  end
+  local function finish(c, err)
+    c.s:close()
+    local raw = table.concat(c.buf)
+    local status = tonumber(raw:match("^HTTP/%d%.%d (%d%d%d)"))
+    if err or status ~= 200 then
+      L.failures[#L.failures + 1] = ("phase %d: %s: %s"):format(L.phase, err or ("status " .. tostring(status)),
+        raw:sub(1, 300))
+    else
+      L.answers[#L.answers + 1] = { body = raw:match("\r\n\r\n(.*)$"), phase = L.phase }
+    end
+  end
+  function L.step(wait)
+    while not L.stopping and #L.active < conc do start() end
+    local socks = {}
+    for i, c in ipairs(L.active) do socks[i] = c.s end
+    if #socks == 0 then return end
+    local readable = socket.select(socks, nil, wait or 0.02)
+    local keep = {}
+    for _, c in ipairs(L.active) do
+      local done, err = false, nil
+      if readable[c.s] then
+        local data, e, partial = c.s:receive(65536)
+        data = data or partial
+        if data and #data > 0 then c.buf[#c.buf + 1] = data end
+        if e == "closed" then
+          done = true
+        elseif e and e ~= "timeout" then
+          done, err = true, e
+        end
+      elseif H.now() - c.t0 > 15 then
+        done, err = true, "no answer in 15 s"
+      end
+      if done then finish(c, err) else keep[#keep + 1] = c end
+    end
+    L.active = keep
+  end
+  function L.run_for(seconds)
+    local deadline = H.now() + seconds
+    while H.now() < deadline do L.step(0.02) end
+  end
+  -- Drives the load until fn() is true (bounded).
+  function L.run_until(fn, timeout, what)
+    local deadline = H.now() + (timeout or 10)
+    while not fn() do
+      if H.now() > deadline then error("timed out waiting for " .. what, 2) end
+      L.step(0.02)
+    end
+  end
+  function L.drain()
+    L.stopping = true
+    local deadline = H.now() + 20
+    while #L.active > 0 and H.now() < deadline do L.step(0.05) end
+    assert(#L.active == 0, "requests still unanswered after 20 s")
+  end
+  -- The answers whose body is the line `body` (in `phase`, or in any).
+  function L.count(body, phase)
+    local n = 0
+    for _, a in ipairs(L.answers) do
+      if a.body == body .. "\n" and (phase == nil or a.phase == phase) then n = n + 1 end
+    end
+    return n
+  end
+  return L
+end
+
 -- Number of open descriptors of a process.
 function H.fd_count(pid)
   local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
   local n = tonumber(p:read("a"))
   p:close()
   return n
+end
+
+-- The address of a server's stats endpoint, from its "stats on" line.
+function H.stats_addr(srv)
+  return H.wait_for(function() return srv.output():match("stats on ([^\n]+)") end, 5, "the stats line")
+end
+
+-- GET path (default /) from the stats endpoint at addr; returns status, Content-Type, body.
+function H.get_stats(addr, path)
+  local s = assert(H.connect(addr, 5))
+  s:send(("GET %s HTTP/1.0\r\nHost: x\r\n\r\n"):format(path or "/"))
+  local raw = s:receive("*a")
+  s:close()
+  local status = tonumber(raw:match("^HTTP/1%.%d (%d+)"))
+  local ctype = raw:match("\r\n[Cc]ontent%-[Tt]ype: ([^\r]*)")
+  return status, ctype, raw:match("\r\n\r\n(.*)$")
+end
+
+-- A minimal JSON decoder (objects, arrays, strings, numbers, true, false, null).
+function H.json_decode(s)
+  local pos = 1
+  local function ws() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
+  local function char() return s:sub(pos, pos) end
+  local function expect(c)
+    ws()
+    if char() ~= c then error(("JSON: %q expected at %d in %s"):format(c, pos, s)) end
+    pos = pos + 1
+  end
+  local esc = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
+  local function str()
+    expect('"')
+    local out = {}
+    while true do
+      local c = char()
+      if c == '"' then
+        pos = pos + 1
+        return table.concat(out)
+      elseif c == "\\" then
+        local e = s:sub(pos + 1, pos + 1)
+        if e == "u" then
+          out[#out + 1] = utf8.char(tonumber(s:sub(pos + 2, pos + 5), 16))
+          pos = pos + 6
+        else
+          out[#out + 1] = assert(esc[e], "JSON: bad escape")
+          pos = pos + 2
+        end
+      elseif c == "" then
+        error("JSON: unterminated string")
+      else
+        out[#out + 1] = c
+        pos = pos + 1
+      end
+    end
+  end
+  local value
+  -- The items of an object or array up to `close`; item() reads one (and its key).
+  local function items(close, item)
+    pos = pos + 1
+    ws()
+    if char() == close then
+      pos = pos + 1
+      return
+    end
+    while true do
+      item()
+      ws()
+      local d = char()
+      pos = pos + 1
+      if d == close then return end
+      if d ~= "," then error("JSON: , or " .. close .. " expected at " .. pos - 1) end
+    end
+  end
+  function value()
+    ws()
+    local c = char()
+    if c == "{" then
+      local t = {}
+      items("}", function()
+        ws()
+        local k = str()
+        expect(":")
+        t[k] = value()
+      end)
+      return t
+    elseif c == "[" then
+      local t = {}
+      items("]", function() t[#t + 1] = value() end)
+      return t
+    elseif c == '"' then
+      return str()
+    elseif s:find("^true", pos) then
+      pos = pos + 4
+      return true
+    elseif s:find("^false", pos) then
+      pos = pos + 5
+      return false
+    elseif s:find("^null", pos) then
+      pos = pos + 4
+      return nil
+    end
+    local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+    if not num then error("JSON: unexpected " .. c .. " at " .. pos) end
+    pos = pos + #num
+    return math.tointeger(tonumber(num)) or tonumber(num)
+  end
+  local v = value()
+  ws()
+  if pos <= #s then error("JSON: trailing bytes at " .. pos) end
+  return v
 end
 
 return H

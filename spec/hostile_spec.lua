@@ -4,72 +4,49 @@
 -- answer, the worker serves on, and the process stops when told.
 local H = require "helper"
 
-local function log_after(srv, mark, pattern, timeout)
-  return H.wait_for(function()
-    local out = srv.output():sub(mark + 1)
-    return out:find(pattern) and out
-  end, timeout or 5, "the log line " .. pattern)
-end
-
-local function hello_ok(srv)
-  local status, _, body = H.request(srv.addr, "GET", "/hello")
-  assert.equal(200, status)
-  assert.equal("Hello world\n", body)
-end
-
 describe("error objects with hostile metamethods", function()
-  local srv
-  setup(function() srv = H.start("hostile.lua", { options = { ["cpu-limit"] = "1" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("hostile.lua", { options = { ["cpu-limit"] = "1" } })
 
   it("a __tostring that raises: 500, the reason logged, the process alive", function()
     local mark = #srv.output()
     assert.equal(500, (H.request(srv.addr, "GET", "/tostring-raises")))
-    local out = log_after(srv, mark, "handler error")
+    local out = H.wait_log(srv, mark, "handler error")
     assert.truthy(out:find("GET /tostring-raises: handler error: (error object is a table value; " ..
       "its __tostring raised: ", 1, true), out)
     assert.truthy(out:find("attempt to concatenate a nil value (field 'code')", 1, true), out)
     assert.is_true(srv.alive())
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
   end)
 
   it("a __tostring that returns a number: the number is the message", function()
     local mark = #srv.output()
     assert.equal(500, (H.request(srv.addr, "GET", "/tostring-number")))
-    assert.truthy(log_after(srv, mark, "handler error"):find("/tostring-number: handler error: 42\n",
+    assert.truthy(H.wait_log(srv, mark, "handler error"):find("/tostring-number: handler error: 42\n",
       1, true))
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
   end)
 
   it("a __tostring that yields: 500, and the failed yield is the reason", function()
     local mark = #srv.output()
     assert.equal(500, (H.request(srv.addr, "GET", "/tostring-yields")))
-    local out = log_after(srv, mark, "handler error")
+    local out = H.wait_log(srv, mark, "handler error")
     assert.truthy(out:find("its __tostring raised: attempt to yield", 1, true), out)
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
   end)
 
   it("a __tostring that loops is stopped by the guard within about a second", function()
     local mark, t0 = #srv.output(), H.now()
     assert.equal(500, (H.request(srv.addr, "GET", "/tostring-loops")))
     assert.is_true(H.now() - t0 < 3, "took " .. H.now() - t0)
-    local out = log_after(srv, mark, "handler error")
+    local out = H.wait_log(srv, mark, "handler error")
     assert.truthy(out:find("its __tostring raised: clean-up of a stopped request took too long", 1,
       true), out)
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
   end)
 end)
 
 describe("the CPU guard against to-be-closed variables and user coroutines", function()
-  local srv
-  setup(function() srv = H.start("hostile.lua", { options = { ["cpu-limit"] = "1" } }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("hostile.lua", { options = { ["cpu-limit"] = "1" } })
 
   for _, route in ipairs({ "/close-loops", "/close-loops-after-error" }) do
     it(route .. ": the <close> that loops is stopped too, the request abandoned, the worker serves on",
@@ -77,10 +54,10 @@ describe("the CPU guard against to-be-closed variables and user coroutines", fun
         local mark, t0 = #srv.output(), H.now()
         assert.equal(500, (H.request(srv.addr, "GET", route)))
         assert.is_true(H.now() - t0 < 2.5, "the 500 took " .. H.now() - t0)
-        local out = log_after(srv, mark, "the request is abandoned", 5)
+        local out = H.wait_log(srv, mark, "the request is abandoned", 5)
         assert.truthy(out:find("GET " .. route .. ": its clean-up", 1, true), out)
         assert.is_true(H.now() - t0 < 4, "the clean-up was stopped after " .. H.now() - t0)
-        hello_ok(srv)
+        H.hello_ok(srv.addr)
       end)
   end
 
@@ -88,14 +65,14 @@ describe("the CPU guard against to-be-closed variables and user coroutines", fun
     local mark = #srv.output()
     local status, _, body = H.request(srv.addr, "GET", "/wrap-loop")
     assert.equal(500, status, body)
-    assert.truthy(log_after(srv, mark, "handler error"):find("CPU limit of 1.0 s exceeded", 1, true))
-    hello_ok(srv)
+    assert.truthy(H.wait_log(srv, mark, "handler error"):find("CPU limit of 1.0 s exceeded", 1, true))
+    H.hello_ok(srv.addr)
   end)
 
   it("a loop inside a generator the handler iterates: 500", function()
     local status, _, body = H.request(srv.addr, "GET", "/generator-loop")
     assert.equal(500, status, body)
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
   end)
 end)
 
@@ -107,7 +84,7 @@ describe("server calls where none belong", function()
     local status, _, body = H.request(srv.addr, "GET", "/nested-serve")
     assert.equal(200, status)
     assert.matches("^false .*cannot be called inside a running server", body)
-    hello_ok(srv)
+    H.hello_ok(srv.addr)
     assert.equal(0, srv.stop())
   end)
 

@@ -3,16 +3,12 @@
 -- and bad arguments and options.
 local H = require "helper"
 
-local function exists(path) return os.execute("test -e " .. H.quote(path)) == true end
-
 local root = H.root
 local build = H.build
 
 -- The sanitizer runtime the module links to (when built by make asan), or nil.
 local function asan_runtime()
-  local p = io.popen("ldd " .. H.quote(build .. "/scgi/core.so") .. " 2>/dev/null")
-  local ldd = p:read("a")
-  p:close()
+  local ldd = H.sh_out("ldd " .. H.quote(build .. "/scgi/core.so") .. " 2>/dev/null")
   return ldd:match("(/%S*libasan%.so[%.%d]*)")
 end
 
@@ -110,7 +106,7 @@ print(("handle_requests returned %%s after %%d requests"):format(tostring(ok), c
     -- SIGTERM: handle_requests returns true and the script goes on
     assert.equal(0, srv.stop())
     assert.truthy(srv.output():find("handle_requests returned true after 5 requests", 1, true), srv.output())
-    assert.is_false(exists(sock))
+    assert.is_false(H.exists(sock))
   end)
 
   it("serves an app path from a pool of worker states", function()
@@ -141,7 +137,7 @@ print("pool returned " .. tostring(ok))
     assert.equal("Hello world\n", body)
     assert.equal(0, srv.stop())
     assert.truthy(srv.output():find("pool returned true", 1, true), srv.output())
-    assert.is_false(exists(sock))
+    assert.is_false(H.exists(sock))
   end)
 
   it("can serve again after handle_requests returned", function()
@@ -223,7 +219,7 @@ print("err=" .. tostring(err))
       if c[1]:find("regular file") then
         assert.equal("keep", H.read_file(sock))
       else
-        assert.is_false(exists(sock))
+        assert.is_false(H.exists(sock))
       end
       os.execute("rm -rf " .. H.quote(dir))
     end)

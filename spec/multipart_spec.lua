@@ -411,26 +411,15 @@ end
 
 -- True if the scgi-lua under test is built with AddressSanitizer (make asan).
 local function asan_build()
-  local p = io.popen("ldd " .. H.quote(H.program) .. " 2>/dev/null")
-  local ldd = p:read("a")
-  p:close()
-  return ldd:find("libasan", 1, true) ~= nil
+  return H.sh_out("ldd " .. H.quote(H.program) .. " 2>/dev/null"):find("libasan", 1, true) ~= nil
 end
 
 describe("uploads through nginx", function()
   local B = "scgiSpecBoundary9f3a"
   local asan = asan_build()
-  local srv, ng
-  setup(function()
-    srv = H.start("upload.lua", { workers = 1, options = { ["max-body-size"] = "0",
-      ["request-timeout"] = "600", ["cpu-limit"] = "600" } })
-    ng = H.nginx(srv.addr, "scgi_read_timeout 600s; scgi_send_timeout 600s;")
-  end)
-  teardown(function()
-    if ng then ng.stop() end
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("upload.lua", { workers = 1, options = { ["max-body-size"] = "0",
+    ["request-timeout"] = "600", ["cpu-limit"] = "600" } })
+  local ng = H.nginx_for(srv, "scgi_read_timeout 600s; scgi_send_timeout 600s;")
 
   -- The parts of a few-MiB form: fields, files with tricky and random content, an empty file.
   local function form_parts()
@@ -523,18 +512,12 @@ describe("uploads through nginx", function()
 end)
 
 describe("examples/upload.lua through nginx", function()
-  local srv, ng, dir
-  setup(function()
+  local dir
+  local srv = H.serve(H.root .. "/examples/upload.lua", function()
     dir = H.tmpdir()
-    srv = H.start(H.root .. "/examples/upload.lua", { workers = 1, env = "UPLOAD_DIR=" .. H.quote(dir),
-      options = { ["max-body-size"] = "64M" } })
-    ng = H.nginx(srv.addr)
+    return { workers = 1, env = "UPLOAD_DIR=" .. H.quote(dir), options = { ["max-body-size"] = "64M" } }
   end)
-  teardown(function()
-    if ng then ng.stop() end
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local ng = H.nginx_for(srv)
 
   it("shows the upload form on GET", function()
     local status, _, body = H.http(ng.port, "GET", "/")

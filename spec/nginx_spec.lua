@@ -2,16 +2,8 @@
 local H = require "helper"
 
 describe("through nginx", function()
-  local srv, ng
-  setup(function()
-    srv = H.start("more.lua", { workers = 2, options = { ["max-body-size"] = "4M" } })
-    ng = H.nginx(srv.addr)
-  end)
-  teardown(function()
-    if ng then ng.stop() end
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua", { workers = 2, options = { ["max-body-size"] = "4M" } })
+  local ng = H.nginx_for(srv)
 
   it("GET /hello", function()
     local status, headers, body = H.http(ng.port, "GET", "/hello")

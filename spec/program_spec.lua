@@ -2,33 +2,11 @@
 -- loaded, and stopping on SIGTERM and SIGINT.
 local H = require "helper"
 
-local function exists(path) return os.execute("test -e " .. H.quote(path)) == true end
-
--- Runs scgi-lua with the (already quoted) argument string; returns exit code, stdout, stderr.
--- Every run is bounded: a program that would start serving is killed after 10 s (code 124).
-local function run(args)
-  local dir = H.tmpdir()
-  local out, err = dir .. "/out", dir .. "/err"
-  local p = io.popen(("timeout 10 %s %s >%s 2>%s </dev/null; echo $?"):format(H.quote(H.program), args,
-    H.quote(out), H.quote(err)))
-  local rc = tonumber(p:read("a"):match("%d+"))
-  p:close()
-  local o, e = H.read_file(out) or "", H.read_file(err) or ""
-  os.execute("rm -rf " .. H.quote(dir))
-  return rc, o, e
-end
-
-local function lines(s)
-  local t = {}
-  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
-  return t
-end
-
-local app = H.quote(H.apps .. "/more.lua")
+local app = H.quote(H.apps .. "/client_edges.lua")
 
 describe("scgi-lua options", function()
   it("--help exits 0 and lists every option", function()
-    local rc, out, err = run("--help")
+    local rc, out, err = H.run("--help")
     assert.equal(0, rc)
     assert.equal("", err)
     assert.truthy(out:find("usage: scgi-lua APP.lua [options]", 1, true))
@@ -36,13 +14,13 @@ describe("scgi-lua options", function()
       "--max-body-size", "--timeout", "--max-connections", "--grace", "--help", "--version" }) do
       assert.truthy(out:find("%s" .. o:gsub("%-", "%%-") .. "[%s,]"), "--help does not list " .. o)
     end
-    local rc2, out2 = run("-h")
+    local rc2, out2 = H.run("-h")
     assert.equal(0, rc2)
     assert.equal(out, out2)
   end)
 
   it("--version exits 0 and prints the version", function()
-    local rc, out, err = run("--version")
+    local rc, out, err = H.run("--version")
     assert.equal(0, rc)
     assert.equal("", err)
     assert.truthy(out:match("^scgi%-lua %d+%.%d+%.%d+ %(Lua 5%.4[^\n]*\n$"), out)
@@ -67,17 +45,17 @@ describe("scgi-lua options", function()
   }
   for _, c in ipairs(cases) do
     it("exits 2 with a one-line message for " .. c[1], function()
-      local rc, out, err = run(c[2])
+      local rc, out, err = H.run(c[2])
       assert.equal(2, rc)
       assert.equal("", out)
-      assert.equal(1, #lines(err), "stderr: " .. err)
+      assert.equal(1, #H.lines(err), "stderr: " .. err)
       assert.truthy(err:find(c[3], 1, true), "stderr: " .. err)
       assert.truthy(err:match("^scgi%-lua: "), "stderr: " .. err)
     end)
   end
 
   it("takes --name=value and snake_case option names", function()
-    local srv = H.start("more.lua", { workers = false, args = { "--workers=2", "--max_body_size=10" } })
+    local srv = H.start("client_edges.lua", { workers = false, args = { "--workers=2", "--max_body_size=10" } })
     finally(H.cleanup)
     assert.truthy(srv.output():find("(2 workers)", 1, true))
     assert.equal(413, (H.request(srv.addr, "POST", "/echo", ("x"):rep(11))))
@@ -99,12 +77,12 @@ describe("app files that cannot be served", function()
     local path = dir .. "/" .. name
     if source then H.write_file(path, source) end
     local sock = dir .. "/" .. name .. ".sock"
-    local rc, out, err = run(H.quote(path) .. " --workers 2 --socket " .. H.quote(sock))
+    local rc, out, err = H.run(H.quote(path) .. " --workers 2 --socket " .. H.quote(sock))
     assert.equal(1, rc)
     assert.equal("", out)
     assert.truthy(err:find(path, 1, true), "the message does not name the file: " .. err)
     for _, want in ipairs({ ... }) do assert.truthy(err:find(want, 1, true), "stderr: " .. err) end
-    assert.is_false(exists(sock), "a socket file was created")
+    assert.is_false(H.exists(sock), "a socket file was created")
     assert.is_nil(err:find("listening on", 1, true))
   end
 
@@ -138,9 +116,18 @@ end)
 describe("stopping", function()
   after_each(H.cleanup)
 
+  -- A POST /echo whose body is still coming (4 of 100 bytes sent): its handler waits, and it has
+  -- written nothing. Returns the client's socket.
+  local function echo_in_flight(srv)
+    local s = assert(H.connect(srv.addr, 10))
+    s:send((H.encode(H.nginx_headers("POST", "/echo"), ("x"):rep(100))) .. "xxxx")
+    H.sleep(0.2)
+    return s
+  end
+
   for _, sig in ipairs({ "TERM", "INT" }) do
     it("on SIG" .. sig .. " finishes the request in flight, removes the socket and exits 0", function()
-      local srv = H.start("more.lua")
+      local srv = H.start("client_edges.lua")
       local body = ("0123456789abcdef"):rep(8192) -- 128 KiB
       local half = #body // 2
       local s = assert(H.connect(srv.addr, 10))
@@ -148,7 +135,7 @@ describe("stopping", function()
       H.sleep(0.2) -- the handler is now waiting for the rest of the body
       srv.kill(sig)
       -- the listener goes at once: the socket file is removed while the request still runs
-      H.wait_for(function() return not exists(srv.addr) end, 5, "the socket file to be removed")
+      H.wait_for(function() return not H.exists(srv.addr) end, 5, "the socket file to be removed")
       assert.is_true(srv.alive())
       assert.is_nil((H.connect(srv.addr, 1)))
       H.sleep(0.2)
@@ -160,15 +147,13 @@ describe("stopping", function()
       assert.equal(200, status)
       assert.is_true(got == body, "the echoed body differs")
       assert.equal(0, srv.wait(10))
-      assert.is_false(exists(srv.addr))
+      assert.is_false(H.exists(srv.addr))
     end)
   end
 
   it("refuses new TCP connections once stopping", function()
-    local srv = H.start("more.lua", { socket = "127.0.0.1:0", options = { grace = "2" } })
-    local s = assert(H.connect(srv.addr, 10))
-    s:send((H.encode(H.nginx_headers("POST", "/echo"), ("x"):rep(100))) .. "xxxx")
-    H.sleep(0.2)
+    local srv = H.start("client_edges.lua", { socket = "127.0.0.1:0", options = { grace = "2" } })
+    local s = echo_in_flight(srv)
     srv.kill("TERM")
     H.sleep(0.3)
     assert.is_true(srv.alive())
@@ -188,19 +173,17 @@ describe("stopping", function()
   end)
 
   it("exits 0 at once on SIGTERM when idle", function()
-    local srv = H.start("more.lua", { workers = 3 })
+    local srv = H.start("client_edges.lua", { workers = 3 })
     local t0 = H.now()
     srv.kill("TERM")
     assert.equal(0, srv.wait(10))
     assert.is_true(H.now() - t0 < 2)
-    assert.is_false(exists(srv.addr))
+    assert.is_false(H.exists(srv.addr))
   end)
 
   it("stops at once on a second signal, abandoning the request in flight", function()
-    local srv = H.start("more.lua")
-    local s = assert(H.connect(srv.addr, 10))
-    s:send((H.encode(H.nginx_headers("POST", "/echo"), ("x"):rep(100))) .. "xxxx")
-    H.sleep(0.2)
+    local srv = H.start("client_edges.lua")
+    local s = echo_in_flight(srv)
     srv.kill("TERM")
     H.sleep(0.2)
     assert.is_true(srv.alive())
@@ -212,14 +195,12 @@ describe("stopping", function()
     local data, _, partial = s:receive("*a")
     s:close()
     assert.equal(503, H.parse(data or partial)) -- it had sent nothing: the server answers
-    assert.is_false(exists(srv.addr))
+    assert.is_false(H.exists(srv.addr))
   end)
 
   it("abandons requests still running when --grace is over", function()
-    local srv = H.start("more.lua", { options = { grace = "0.5" } })
-    local s = assert(H.connect(srv.addr, 10))
-    s:send((H.encode(H.nginx_headers("POST", "/echo"), ("x"):rep(100))) .. "xxxx")
-    H.sleep(0.2)
+    local srv = H.start("client_edges.lua", { options = { grace = "0.5" } })
+    local s = echo_in_flight(srv)
     local t0 = H.now()
     srv.kill("TERM")
     assert.equal(0, srv.wait(10))

@@ -200,16 +200,8 @@ describe("scgi.request", function()
 end)
 
 describe("a form POST through nginx to examples/form.lua", function()
-  local srv, ng
-  setup(function()
-    srv = H.start(H.root .. "/examples/form.lua", { workers = 1 })
-    ng = H.nginx(srv.addr)
-  end)
-  teardown(function()
-    if ng then ng.stop() end
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve(H.root .. "/examples/form.lua", { workers = 1 })
+  local ng = H.nginx_for(srv)
 
   it("shows the form on GET", function()
     local status, headers, body = H.http(ng.port, "GET", "/")

@@ -147,12 +147,7 @@ describe("client:sse (unit)", function()
 end)
 
 describe("redirect and sse on the real server", function()
-  local srv
-  setup(function() srv = H.start("helpers.lua", { workers = 1 }) end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("response.lua", { workers = 1 })
 
   it("are methods of every client (scgi.client_methods)", function()
     local status, headers, body = H.request(srv.addr, "GET", "/redirect?to=%2Fthere%3Fx%3D1")
@@ -221,17 +216,9 @@ local function read_event(s)
 end
 
 describe("Server-Sent Events through nginx", function()
-  local srv, ng_off, ng_on
-  setup(function()
-    srv = H.start("helpers.lua", { workers = 1 })
-    ng_off = H.nginx(srv.addr, "scgi_buffering off;")
-    ng_on = H.nginx(srv.addr) -- buffering on: X-Accel-Buffering: no must turn it off
-  end)
-  teardown(function()
-    for _, p in ipairs({ ng_off, ng_on }) do if p then p.stop() end end
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("response.lua", { workers = 1 })
+  local ng_off = H.nginx_for(srv, "scgi_buffering off;")
+  local ng_on = H.nginx_for(srv) -- buffering on: X-Accel-Buffering: no must turn it off
 
   for _, case in ipairs({ { "with scgi_buffering off", function() return ng_off end },
     { "with buffering on, turned off by X-Accel-Buffering", function() return ng_on end } }) do
@@ -273,16 +260,8 @@ describe("Server-Sent Events through nginx", function()
 end)
 
 describe("examples/sse.lua through nginx", function()
-  local srv, ng
-  setup(function()
-    srv = H.start(H.root .. "/examples/sse.lua", { workers = 1 })
-    ng = H.nginx(srv.addr)
-  end)
-  teardown(function()
-    if ng then ng.stop() end
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve(H.root .. "/examples/sse.lua", { workers = 1 })
+  local ng = H.nginx_for(srv)
 
   it("serves the page and a stream that goes on from Last-Event-ID", function()
     local status, _, body = H.http(ng.port, "GET", "/")

@@ -8,14 +8,7 @@ local function call(srv, uri)
 end
 
 describe("scgi.shared", function()
-  local srv
-  setup(function()
-    srv = H.start("shared.lua", { workers = 2, args = { "--shared counters:1M", "--shared cache:64K" } })
-  end)
-  teardown(function()
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("shared.lua", { workers = 2, args = { "--shared counters:1M", "--shared cache:64K" } })
 
   it("keeps strings with any byte, integers, floats and booleans as they are", function()
     local r = call(srv, "/types")

@@ -5,16 +5,8 @@ local H = require "helper"
 local function headers_of(body) return assert(load(body))() end
 
 describe("repeated request headers", function()
-  local srv, ng
-  setup(function()
-    srv = H.start("more.lua", { workers = 2 })
-    ng = H.nginx(srv.addr)
-  end)
-  teardown(function()
-    if ng then ng.stop() end
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local srv = H.serve("client_edges.lua", { workers = 2 })
+  local ng = H.nginx_for(srv)
 
   local function get_headers(lines)
     local status, _, body = H.http_raw(ng.port, "GET /headers HTTP/1.0\r\nHost: localhost\r\n" ..
@@ -69,21 +61,14 @@ describe("repeated request headers", function()
 end)
 
 describe("what nginx does with the answers", function()
-  local srv, ng, unbuffered
-  setup(function()
+  local stats
+  local srv = H.serve("traffic.lua", function()
     local dir = H.tmpdir()
-    srv = H.start("traffic.lua", { dir = dir, workers = 2,
-      args = { "--access-log", "-", "--stats", dir .. "/stats.sock" } })
-    srv.stats = dir .. "/stats.sock"
-    ng = H.nginx(srv.addr)
-    unbuffered = H.nginx(srv.addr, "scgi_request_buffering off;")
+    stats = dir .. "/stats.sock"
+    return { dir = dir, workers = 2, args = { "--access-log", "-", "--stats", stats } }
   end)
-  teardown(function()
-    if ng then ng.stop() end
-    if unbuffered then unbuffered.stop() end
-    if srv then assert.equal(0, srv.stop()) end
-    H.cleanup()
-  end)
+  local ng = H.nginx_for(srv)
+  local unbuffered = H.nginx_for(srv, "scgi_request_buffering off;")
 
   local function access_line(pattern)
     return H.wait_for(function()
@@ -120,10 +105,7 @@ describe("what nginx does with the answers", function()
       assert.truthy(out:find("GET /nohead: the response does not start with a CGI head (a header " ..
         "name holds a space or a control character)", 1, true), out)
       assert.truthy(access_line(" GET /nohead 502 "))
-      local s = assert(H.connect(srv.stats, 5))
-      s:send("GET / HTTP/1.0\r\n\r\n")
-      local total = assert(s:receive("*a")):match('"total":(%b{})')
-      s:close()
+      local total = assert(select(3, H.get_stats(stats))):match('"total":(%b{})')
       assert.equal("1", total:match('"bad_heads":(%d+)'))
       assert.equal("1", total:match('"errors":(%d+)'))
     end)

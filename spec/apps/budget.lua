@@ -1,22 +1,14 @@
 -- spec/apps/budget.lua: routes for spec/budget_spec.lua: scgi.sleep, the request budget, the CPU
 -- guard, the memory limit, client:closed() and scgi.worker().
 local scgi = require "scgi"
+local R = require "router"
+local ok, query = R.ok, R.query
 
 -- With BUDGET_SLEEP_AT_LOAD set, the app calls scgi.sleep while it is loaded (outside any
 -- request): loading must fail with a message that names scgi.sleep.
 if os.getenv("BUDGET_SLEEP_AT_LOAD") then scgi.sleep(0.1) end
 
 local routes = {}
-
-local function query(headers)
-  local q = {}
-  for k, v in (headers.QUERY_STRING or ""):gmatch("([^&=]+)=([^&]*)") do q[k] = v end
-  return q
-end
-
-local function ok(client, body)
-  client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n", body)
-end
 
 -- A table of plain values as Lua source the spec can load back.
 local function serialise(t)
@@ -203,11 +195,4 @@ routes["/close-loop"] = function(headers, client)
   ok(client, "woke")
 end
 
-return function(headers, client)
-  local path = (headers.REQUEST_URI or "/"):match("^[^?]*")
-  local route = routes[path]
-  if not route then
-    return client:respond(404, { ["Content-Type"] = "text/plain" }, "no route " .. path)
-  end
-  return route(headers, client)
-end
+return R.handler(routes)

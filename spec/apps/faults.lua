@@ -2,22 +2,14 @@
 -- sees when the web server goes away is written to stderr as "FAULTS ..." lines, so the specs can
 -- tell from the server's log what happened inside.
 local core = require "scgi.core"
-
-local function query(headers)
-  local q = {}
-  for k, v in (headers.QUERY_STRING or ""):gmatch("([^&=]+)=([^&]*)") do q[k] = v end
-  return q
-end
+local R = require "router"
+local ok, query = R.ok, R.query
 
 local function note(...)
   local parts = { "FAULTS ", ... }
   for i = 2, #parts do parts[i] = tostring(parts[i]) end
   io.stderr:write(table.concat(parts) .. "\n") -- one write: a reader never sees half a line
   io.stderr:flush()
-end
-
-local function ok(client, body)
-  client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n", body)
 end
 
 local routes = {}
@@ -117,11 +109,4 @@ routes["/malformed-head2"] = function(_, client)
   client:write("Status: 200 OK\n: no name\n\nbody2")
 end
 
-return function(headers, client)
-  local path = (headers.REQUEST_URI or "/"):match("^[^?]*")
-  local route = routes[path]
-  if not route then
-    return client:respond(404, { ["Content-Type"] = "text/plain" }, "no route " .. path)
-  end
-  return route(headers, client)
-end
+return R.handler(routes)

@@ -2,14 +2,12 @@
 -- metamethods, to-be-closed variables that never return, loops in coroutines they made, server
 -- calls where none belong. Each route is named by what it does.
 local scgi = require "scgi"
+local R = require "router"
+local ok = R.ok
 
 if os.getenv("HOSTILE_SERVE_AT_LOAD") then scgi.handle_requests(function() end) end
 
 local routes = {}
-
-local function ok(client, body)
-  client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n", body)
-end
 
 routes["/hello"] = function(_, client) ok(client, "Hello world\n") end
 
@@ -65,8 +63,6 @@ routes["/nested-serve"] = function(_, client)
   ok(client, tostring(okk) .. " " .. tostring(err))
 end
 
-return function(headers, client)
-  local route = routes[(headers.REQUEST_URI or "/"):match("^[^?]*")]
-  if not route then return client:respond(404, { ["Content-Type"] = "text/plain" }, "no route") end
-  return route(headers, client)
-end
+return R.handler(routes, function(_, client)
+  return client:respond(404, { ["Content-Type"] = "text/plain" }, "no route")
+end)

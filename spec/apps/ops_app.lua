@@ -1,4 +1,4 @@
--- spec/apps/ops_app.lua: the app of spec/ops_spec.lua (logs, stats, privileges, socket activation).
+-- spec/apps/ops_app.lua: the app of the operations specs (logs, stats, privileges, systemd, pid file).
 -- With OPS_SHOW_UID set it writes its Uid and Gid lines to stderr while loading, so a spec can tell
 -- which user the app was loaded as.
 local function status_lines()
@@ -8,19 +8,12 @@ local function status_lines()
   return s:match("Uid:[^\n]*") .. "\n" .. s:match("Gid:[^\n]*") .. "\n"
 end
 
+local R = require "router"
+local ok, query = R.ok, R.query
+
 if os.getenv("OPS_SHOW_UID") then
   io.stderr:write("OPS LOAD ", (status_lines():gsub("\n", " ")), "\n")
   io.stderr:flush()
-end
-
-local function query(headers)
-  local q = {}
-  for k, v in (headers.QUERY_STRING or ""):gmatch("([^&=]+)=([^&]*)") do q[k] = v end
-  return q
-end
-
-local function ok(client, body)
-  client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n", body)
 end
 
 local routes = {}
@@ -49,8 +42,6 @@ routes["/env"] = function(headers, client)
   ok(client, tostring(os.getenv(query(headers).name or "") or "(nil)") .. "\n")
 end
 
-return function(headers, client)
-  local route = routes[(headers.REQUEST_URI or "/"):match("^[^?]*")]
-  if route then return route(headers, client) end
+return R.handler(routes, function(_, client)
   client:write("Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnot found\n")
-end
+end)

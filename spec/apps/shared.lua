@@ -1,11 +1,7 @@
 -- spec/apps/shared.lua: routes over scgi.shared.counters and scgi.shared.cache for shared_spec.
 local scgi = require "scgi"
+local R = require "router"
 
-local function query(headers)
-  local q = {}
-  for k, v in (headers.QUERY_STRING or ""):gmatch("([^&=]+)=([^&]*)") do q[k] = v end
-  return q
-end
 
 local function answer(client, ...)
   local out = table.pack(...)
@@ -13,6 +9,7 @@ local function answer(client, ...)
   client:respond(200, { ["Content-Type"] = "text/plain" }, "return " .. table.concat(out, ", ", 1, out.n))
 end
 
+-- path -> function(query) whose results are the answer.
 local routes = {}
 
 -- ?n=N: N increments of "hits" by 1, starting from 0.
@@ -80,9 +77,9 @@ routes["/misuse"] = function()
   return ok1, e1, ok2, e2, scgi.shared.nope == nil, tostring(scgi.shared.cache)
 end
 
-return function(headers, client)
-  local path = headers.REQUEST_URI:match("^[^?]*")
-  local route = routes[path]
-  if not route then return client:respond(404, {}, "no route") end
-  answer(client, route(query(headers)))
+local handlers = {}
+for path, route in pairs(routes) do
+  handlers[path] = function(headers, client) answer(client, route(R.query(headers))) end
 end
+
+return R.handler(handlers, function(_, client) return client:respond(404, {}, "no route") end)

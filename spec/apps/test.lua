@@ -1,15 +1,8 @@
 -- spec/apps/test.lua: one app with a route per behaviour the specs exercise.
+local R = require "router"
+local ok, query = R.ok, R.query
+
 local routes = {}
-
-local function ok(client, body, ctype)
-  client:write("Status: 200 OK\r\nContent-Type: ", ctype or "text/plain", "\r\n\r\n", body)
-end
-
-local function query(headers)
-  local q = {}
-  for k, v in (headers.QUERY_STRING or ""):gmatch("([^&=]+)=([^&]*)") do q[k] = v end
-  return q
-end
 
 routes["/hello"] = function(_, client) ok(client, "Hello world\n") end
 
@@ -93,14 +86,10 @@ end
 -- Errors for each misuse, caught and reported as lines.
 routes["/misuse"] = function(_, client)
   local out = {}
-  local function try(name, f)
-    local okk, err = pcall(f)
-    out[#out + 1] = name .. "=" .. (okk and "ok" or tostring(err))
-  end
-  try("write-table", function() client:write({}) end)
-  try("read-bad", function() client:read("x") end)
-  try("read-neg", function() client:read(-1) end)
-  try("respond-bad", function() client:respond({}) end)
+  R.try(out, "write-table", function() client:write({}) end)
+  R.try(out, "read-bad", function() client:read("x") end)
+  R.try(out, "read-neg", function() client:read(-1) end)
+  R.try(out, "respond-bad", function() client:respond({}) end)
   out[#out + 1] = "tostring=" .. tostring(client)
   ok(client, table.concat(out, "\n"))
 end
@@ -142,11 +131,4 @@ routes["/budget"] = function(headers, client)
   ok(client, "slept")
 end
 
-return function(headers, client)
-  local path = (headers.REQUEST_URI or "/"):match("^[^?]*")
-  local route = routes[path]
-  if not route then
-    return client:respond(404, { ["Content-Type"] = "text/plain" }, "no route " .. path)
-  end
-  return route(headers, client)
-end
+return R.handler(routes)

@@ -1,5 +1,6 @@
 -- spec/apps/traffic.lua: routes for spec/traffic_spec.lua (what nginx passes on); every other
 -- path goes to test.lua's handler.
+local R = require "router"
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local base = dofile(dir .. "test.lua")
 
@@ -31,8 +32,4 @@ routes["/lazy"] = function(headers, client)
   client:respond(200, { ["Content-Type"] = "text/plain" }, tostring(require("lazy_mod")))
 end
 
-return function(headers, client)
-  local route = routes[(headers.REQUEST_URI or "/"):match("^[^?]*")]
-  if route then return route(headers, client) end
-  return base(headers, client)
-end
+return R.handler(routes, base)

@@ -2,6 +2,7 @@
 -- through a checksum (spec/apps/checksum.lua), never kept whole; the answer has one line per
 -- part: "part NAME|FILENAME|CONTENT_TYPE|SIZE|CHECKSUM", then "parts N" and the Lua memory.
 local scgi = require "scgi"
+local R = require "router"
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local checksum = dofile(dir .. "checksum.lua")
 
@@ -63,10 +64,9 @@ local function with_reader(headers, client)
   end
 end
 
-return function(headers, client)
-  local path = (headers.REQUEST_URI or "/"):match("^[^?]*")
-  local run = path == "/upload" and with_callbacks or path == "/upload-pull" and with_reader
-  if not run then return client:respond(404, { ["Content-Type"] = "text/plain" }, "no route\n") end
+-- Answers the lines of the parts read by run (with_callbacks or with_reader), or 400 and the
+-- message.
+local function answer(run, headers, client)
   local t0 = scgi.now()
   lua_peak, chunks = collectgarbage("count"), 0
   local n, err, out = run(headers, client)
@@ -78,3 +78,8 @@ return function(headers, client)
     collectgarbage("count") * 1024, lua_peak * 1024, scgi.now() - t0)
   client:respond(200, { ["Content-Type"] = "text/plain" }, table.concat(out))
 end
+
+return R.handler({
+  ["/upload"] = function(headers, client) return answer(with_callbacks, headers, client) end,
+  ["/upload-pull"] = function(headers, client) return answer(with_reader, headers, client) end,
+}, function(_, client) return client:respond(404, { ["Content-Type"] = "text/plain" }, "no route\n") end)

@@ -1,8 +1,9 @@
--- spec/apps/sockets.lua: routes for spec/socket_spec.lua: scgi.connect (cooperative sockets) with
--- redis-lua on a real redis-server, and with the scripted peer spec/apps/sock_peer.lua.
+-- spec/apps/connect.lua: routes for spec/connect_spec.lua: scgi.connect (cooperative sockets) with
+-- redis-lua on a real redis-server, and with the scripted peer spec/apps/connect_peer.lua.
 -- Every route answers what the socket calls returned as Lua source the spec loads back.
 package.path = package.path .. ";/usr/share/lua/5.3/?.lua"
 local scgi = require "scgi"
+local R = require "router"
 
 -- With SOCK_CONNECT_AT_LOAD set ("HOST:PORT" or "/unix/path"), the app calls scgi.connect while
 -- it is loaded (outside any request): loading must fail with a clear message.
@@ -11,7 +12,7 @@ if at_load then
   local host, port = at_load:match("^(.*):(%d+)$")
   local s, err
   if host then s, err = scgi.connect(host, tonumber(port)) else s, err = scgi.connect(at_load) end
-  io.stderr:write("sockets.lua: scgi.connect at load time returned ", tostring(s), ", ",
+  io.stderr:write("connect.lua: scgi.connect at load time returned ", tostring(s), ", ",
     tostring(err), "\n")
 end
 
@@ -21,9 +22,10 @@ local function unescape(s)
   return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
+-- The query string with its values decoded.
 local function query(headers)
-  local q = {}
-  for k, v in (headers.QUERY_STRING or ""):gmatch("([^&=]+)=([^&]*)") do q[k] = unescape(v) end
+  local q = R.query(headers)
+  for k, v in pairs(q) do q[k] = unescape(v) end
   return q
 end
 
@@ -237,11 +239,4 @@ routes["/shared-close"] = function(headers, client)
   answer(client, { result = pack(sock:close()) })
 end
 
-return function(headers, client)
-  local path = (headers.REQUEST_URI or "/"):match("^[^?]*")
-  local route = routes[path]
-  if not route then
-    return client:respond(404, { ["Content-Type"] = "text/plain" }, "no route " .. path)
-  end
-  return route(headers, client)
-end
+return R.handler(routes)

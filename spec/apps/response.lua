@@ -1,5 +1,7 @@
--- spec/apps/helpers.lua: routes for spec/response_spec.lua: redirects and Server-Sent Events.
+-- spec/apps/response.lua: routes for spec/response_spec.lua: scgi.response's client:redirect and
+-- client:sse (Server-Sent Events).
 local scgi = require "scgi"
+local R = require "router"
 
 local routes = {}
 
@@ -9,27 +11,25 @@ local function text(client, status, body)
 end
 
 -- ?to=URL&status=N: a redirect.
-routes["/redirect"] = function(q, client)
+routes["/redirect"] = function(headers, client)
+  local q = scgi.parse_query(headers.QUERY_STRING)
   return client:redirect(q.to or "/", tonumber(q.status))
 end
 
 -- Each misuse of redirect and sse, caught; the messages as lines.
 routes["/misuse"] = function(_, client)
   local out = {}
-  local function try(name, f)
-    local ok, err = pcall(f)
-    out[#out + 1] = name .. "=" .. (ok and "ok" or tostring(err))
-  end
-  try("redirect-crlf", function() client:redirect("/a\r\nSet-Cookie: x=1") end)
-  try("redirect-nil", function() client:redirect(nil) end)
-  try("redirect-status", function() client:redirect("/a", 200) end)
-  try("sse-headers", function() client:sse("no") end)
+  R.try(out, "redirect-crlf", function() client:redirect("/a\r\nSet-Cookie: x=1") end)
+  R.try(out, "redirect-nil", function() client:redirect(nil) end)
+  R.try(out, "redirect-status", function() client:redirect("/a", 200) end)
+  R.try(out, "sse-headers", function() client:sse("no") end)
   text(client, 200, table.concat(out, "\n") .. "\n")
 end
 
 -- ?dir=D&n=N: N events, each sent only once the spec acknowledged the one before by creating
 -- D/ack<i>; so each must reach the spec on its own. Then an "end" event.
-routes["/sse-lockstep"] = function(q, client)
+routes["/sse-lockstep"] = function(headers, client)
+  local q = scgi.parse_query(headers.QUERY_STRING)
   local sse = assert(client:sse({ ["X-Stream"] = "lockstep" }))
   for i = 1, tonumber(q.n) or 3 do
     assert(sse:send("event " .. i .. "\nsecond line", "tick", i))
@@ -69,9 +69,4 @@ routes["/sse-until-gone"] = function(_, client)
   io.stderr:flush()
 end
 
-return function(headers, client)
-  local path = (headers.REQUEST_URI or "/"):match("^[^?]*")
-  local route = routes[path]
-  if not route then return text(client, 404, "no route " .. path .. "\n") end
-  return route(scgi.parse_query(headers.QUERY_STRING), client)
-end
+return R.handler(routes, function(_, client, path) return text(client, 404, "no route " .. path .. "\n") end)

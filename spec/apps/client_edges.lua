@@ -1,13 +1,13 @@
--- spec/apps/more.lua: extra routes for the specs written after test.lua; every other path goes to
--- test.lua's handler (loaded from the same directory), so its routes work here too.
+-- spec/apps/client_edges.lua: routes for the client object's edge cases (flush, close, <close>,
+-- closed(), respond's checks, a read where the handler cannot yield, child processes) and for
+-- handler errors around output; every other path goes to test.lua's handler (loaded from the same
+-- directory), so its routes work here too.
+local R = require "router"
+local ok = R.ok
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local base = dofile(dir .. "test.lua")
 
 local routes = {}
-
-local function ok(client, body)
-  client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n", body)
-end
 
 -- Leaves a line on stderr so a spec can tell whether the handler ran at all.
 routes["/mark"] = function(headers, client)
@@ -57,17 +57,13 @@ end
 -- respond() with header names or values that would break the CGI head: each must raise.
 routes["/respond-bad-header"] = function(_, client)
   local out = {}
-  local function try(name, f)
-    local okk, err = pcall(f)
-    out[#out + 1] = name .. "=" .. (okk and "ok" or tostring(err))
-  end
-  try("name-crlf", function() client:respond(200, { ["X-Bad\r\nInjected"] = "1" }, "") end)
-  try("name-colon", function() client:respond(200, { ["X:Y"] = "1" }, "") end)
-  try("name-empty", function() client:respond(200, { [""] = "1" }, "") end)
-  try("value-lf", function() client:respond(200, { ["X-Ok"] = "a\nInjected: 1" }, "") end)
-  try("status-crlf", function() client:respond("200 OK\r\nInjected: 1", {}, "") end)
-  try("status-range", function() client:respond(99, {}, "") end)
-  try("body-bad", function() client:respond(200, {}, true) end)
+  R.try(out, "name-crlf", function() client:respond(200, { ["X-Bad\r\nInjected"] = "1" }, "") end)
+  R.try(out, "name-colon", function() client:respond(200, { ["X:Y"] = "1" }, "") end)
+  R.try(out, "name-empty", function() client:respond(200, { [""] = "1" }, "") end)
+  R.try(out, "value-lf", function() client:respond(200, { ["X-Ok"] = "a\nInjected: 1" }, "") end)
+  R.try(out, "status-crlf", function() client:respond("200 OK\r\nInjected: 1", {}, "") end)
+  R.try(out, "status-range", function() client:respond(99, {}, "") end)
+  R.try(out, "body-bad", function() client:respond(200, {}, true) end)
   client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n", table.concat(out, "\n"))
 end
 
@@ -123,9 +119,4 @@ routes["/read-in-gsub"] = function(_, client)
   ok(client, "pcall=" .. tostring(okk) .. " err=" .. tostring(err) .. " body=" .. tostring(body))
 end
 
-return function(headers, client)
-  local path = (headers.REQUEST_URI or "/"):match("^[^?]*")
-  local route = routes[path]
-  if route then return route(headers, client) end
-  return base(headers, client)
-end
+return R.handler(routes, base)

@@ -1,6 +1,6 @@
--- spec/apps/sock_peer.lua: a scripted TCP peer for spec/socket_spec.lua, run as its own process
+-- spec/apps/connect_peer.lua: a scripted TCP peer for spec/connect_spec.lua, run as its own process
 -- (the spec process is blocked while it waits for an SCGI answer):
---   lua5.4 spec/apps/sock_peer.lua PORT [SECONDS]
+--   lua5.4 spec/apps/connect_peer.lua PORT [SECONDS]
 -- Listens on 127.0.0.1:PORT for at most SECONDS (default 60), serving any number of clients at
 -- once. A client's first line is a command:
 --   (nothing)   the peer stays silent and keeps the connection open
@@ -9,7 +9,7 @@
 --   echo        sends back every later byte; closes when the client shuts down its sending side
 local socket = require "socket"
 
-local port = assert(tonumber(arg[1]), "usage: sock_peer.lua PORT [SECONDS]")
+local port = assert(tonumber(arg[1]), "usage: connect_peer.lua PORT [SECONDS]")
 local deadline = socket.gettime() + (tonumber(arg[2]) or 60)
 
 local server = assert(socket.bind("127.0.0.1", port))

@@ -1,6 +1,6 @@
--- spec/socket_spec.lua: scgi.connect, the cooperative sockets (issue 3, item 2), against a real
--- redis-server (through redis-lua), a scripted peer process (spec/apps/sock_peer.lua) and the
--- real scgi-lua running spec/apps/sockets.lua on one worker.
+-- spec/connect_spec.lua: scgi.connect, the cooperative sockets (issue 3, item 2), against a real
+-- redis-server (through redis-lua), a scripted peer process (spec/apps/connect_peer.lua) and the
+-- real scgi-lua running spec/apps/connect.lua on one worker.
 -- Needs Debian's redis-server and lua-redis: without redis-server the spec FAILS (CI installs it).
 local H = require "helper"
 
@@ -29,7 +29,7 @@ local function decode(status, body, raw, what)
   return assert(load(body, "=" .. what))()
 end
 
--- One request whose answer is a Lua table (see spec/apps/sockets.lua).
+-- One request whose answer is a Lua table (see spec/apps/connect.lua).
 local function call(addr, route, params)
   local u = uri(route, params)
   local status, _, body, raw = H.request(addr, "GET", u)
@@ -50,19 +50,6 @@ local function start_call(addr, route, params)
   end, u
 end
 
--- Processes started here with H.spawn (H.cleanup stops only what H.start and H.nginx started).
-local spawned = {}
-
-local function stop_spawned()
-  for _, p in ipairs(spawned) do
-    if p.alive() then
-      p.kill("KILL")
-      pcall(p.wait, 5)
-    end
-  end
-  spawned = {}
-end
-
 -- A raw RESP exchange over LuaSocket (no redis-lua): the first reply line.
 local function redis_line(addr, command)
   local s = H.connect(addr, 2)
@@ -77,11 +64,10 @@ end
 -- PING at addr ("127.0.0.1:P" or a unix path).
 local function start_redis(args, addr, dir)
   assert(executable(REDIS_SERVER), "redis-server is not installed (" .. REDIS_SERVER ..
-    "): spec/socket_spec.lua needs Debian's redis-server; install it with apt-get install " ..
+    "): spec/connect_spec.lua needs Debian's redis-server; install it with apt-get install " ..
     "redis-server (the spec fails rather than skips without it)")
   local proc = H.spawn("exec " .. REDIS_SERVER .. " " .. args .. " --bind 127.0.0.1 --save '' " ..
     "--appendonly no --daemonize no --dir " .. H.quote(dir), dir, "redis")
-  spawned[#spawned + 1] = proc
   H.wait_for(function()
     if not proc.alive() then error("redis-server exited early:\n" .. proc.output(), 3) end
     return redis_line(addr, "PING") == "+PONG"
@@ -89,14 +75,13 @@ local function start_redis(args, addr, dir)
   return proc
 end
 
--- The scripted peer (spec/apps/sock_peer.lua) on a free port, as its own process.
+-- The scripted peer (spec/apps/connect_peer.lua) on a free port, as its own process.
 local function start_peer(dir)
   local port = H.free_port()
-  local proc = H.spawn("exec lua5.4 " .. H.quote(H.apps .. "/sock_peer.lua") .. " " .. port .. " 60",
+  local proc = H.spawn("exec lua5.4 " .. H.quote(H.apps .. "/connect_peer.lua") .. " " .. port .. " 60",
     dir, "peer")
-  spawned[#spawned + 1] = proc
   H.wait_for(function()
-    if not proc.alive() then error("sock_peer.lua exited early:\n" .. proc.output(), 3) end
+    if not proc.alive() then error("connect_peer.lua exited early:\n" .. proc.output(), 3) end
     return proc.output():find("peer listening on " .. port, 1, true)
   end, 10, "the peer to listen")
   proc.port = port
@@ -111,8 +96,7 @@ local function must_exit(proc, timeout)
   end, timeout or 10, "scgi-lua to exit")
   if proc.alive() then
     local out = proc.output()
-    proc.kill("KILL")
-    pcall(proc.wait, 5)
+    H.kill(proc)
     error("scgi-lua started although the app called scgi.connect at load time:\n" .. out, 2)
   end
   return proc.wait(5), proc.output()
@@ -130,13 +114,12 @@ describe("scgi.connect (cooperative sockets)", function()
     start_redis("--port 0 --unixsocket " .. H.quote(redis_path) .. " --unixsocketperm 700",
       redis_path, udir)
     peer = start_peer(H.tmpdir())
-    srv = H.start("sockets.lua", { workers = 1,
+    srv = H.start("connect.lua", { workers = 1,
       options = { ["request-timeout"] = "5", grace = "5" } })
   end)
 
   teardown(function()
     local rc = srv and srv.alive() and srv.stop()
-    stop_spawned()
     H.cleanup()
     if srv then assert.equal(0, rc) end
   end)
@@ -397,7 +380,7 @@ describe("scgi.connect (cooperative sockets)", function()
 
     it("fails the program with a clear message when the app calls scgi.connect at load (TCP)",
       function()
-        local proc = H.start("sockets.lua",
+        local proc = H.start("connect.lua",
           { expect_fail = true, env = "SOCK_CONNECT_AT_LOAD=127.0.0.1:" .. redis_port })
         local rc, out = must_exit(proc)
         assert.equal(1, rc)
@@ -406,7 +389,7 @@ describe("scgi.connect (cooperative sockets)", function()
 
     it("fails the program with a clear message when the app calls scgi.connect at load (unix)",
       function()
-        local proc = H.start("sockets.lua",
+        local proc = H.start("connect.lua",
           { expect_fail = true, env = "SOCK_CONNECT_AT_LOAD=" .. H.quote(redis_path) })
         local rc, out = must_exit(proc)
         assert.equal(1, rc)

@@ -1,10 +1,9 @@
--- spec/sockets_spec.lua: the address forms of --socket, the default path, what is found at a unix
+-- spec/listen_spec.lua: the address forms of --socket, the default path, what is found at a unix
 -- socket path (stale socket, live server, other file), --socket-mode, and removing the socket.
 local H = require "helper"
 local socket = require "socket"
 local unix = require "socket.unix"
 
-local function exists(path) return os.execute("test -e " .. H.quote(path)) == true end
 local function is_socket(path) return os.execute("test -S " .. H.quote(path)) == true end
 
 local function mode_of(path)
@@ -14,16 +13,10 @@ local function mode_of(path)
   return m
 end
 
-local function hello_ok(addr)
-  local status, _, body = H.request(addr, "GET", "/hello")
-  assert.equal(200, status)
-  assert.equal("Hello world\n", body)
-end
-
 -- Starts a server that must fail; returns its exit code and output.
 local function start_fails(opts)
   opts.expect_fail = true
-  local proc = H.start("more.lua", opts)
+  local proc = H.start("client_edges.lua", opts)
   local rc = proc.wait(10)
   return rc, proc.output()
 end
@@ -34,42 +27,42 @@ describe("--socket address forms", function()
   it("listens on a plain unix socket path and removes it after SIGTERM", function()
     local dir = H.tmpdir()
     local path = dir .. "/plain.sock"
-    local srv = H.start("more.lua", { socket = path, dir = dir })
+    local srv = H.start("client_edges.lua", { socket = path, dir = dir })
     assert.equal("unix:" .. path, srv.listen)
     assert.is_true(is_socket(path))
-    hello_ok(path)
+    H.hello_ok(path)
     assert.equal(0, srv.stop())
-    assert.is_false(exists(path))
+    assert.is_false(H.exists(path))
   end)
 
   it("listens on unix:/path", function()
     local dir = H.tmpdir()
     local path = dir .. "/prefixed.sock"
-    local srv = H.start("more.lua", { socket = "unix:" .. path, dir = dir })
+    local srv = H.start("client_edges.lua", { socket = "unix:" .. path, dir = dir })
     assert.equal("unix:" .. path, srv.listen)
     assert.equal(path, srv.addr)
-    hello_ok(path)
+    H.hello_ok(path)
     assert.equal(0, srv.stop())
-    assert.is_false(exists(path))
+    assert.is_false(H.exists(path))
   end)
 
   it("creates missing parent directories of the socket path", function()
     local dir = H.tmpdir()
     local path = dir .. "/a/b/c/scgi.sock"
-    local srv = H.start("more.lua", { socket = path, dir = dir })
-    hello_ok(path)
+    local srv = H.start("client_edges.lua", { socket = path, dir = dir })
+    H.hello_ok(path)
     assert.equal(0, srv.stop())
-    assert.is_false(exists(path))
-    assert.is_true(exists(dir .. "/a/b/c"))
+    assert.is_false(H.exists(path))
+    assert.is_true(H.exists(dir .. "/a/b/c"))
   end)
 
   it("listens on 127.0.0.1:0 and logs the real port", function()
-    local srv = H.start("more.lua", { socket = "127.0.0.1:0" })
+    local srv = H.start("client_edges.lua", { socket = "127.0.0.1:0" })
     local port = tonumber(srv.addr:match("^127%.0%.0%.1:(%d+)$"))
     assert.is_number(port)
     assert.is_true(port > 0)
     assert.truthy(srv.output():find("scgi-lua: listening on 127.0.0.1:" .. port .. " (1 worker)\n", 1, true))
-    hello_ok(srv.addr)
+    H.hello_ok(srv.addr)
     assert.equal(0, srv.stop())
   end)
 
@@ -81,50 +74,31 @@ describe("--socket address forms", function()
       pending("::1 is not available on this machine: IPv6 loopback case skipped")
       return
     end
-    local srv = H.start("more.lua", { socket = "[::1]:0" })
+    local srv = H.start("client_edges.lua", { socket = "[::1]:0" })
     local port = tonumber(srv.addr:match("^%[::1%]:(%d+)$"))
     assert.is_number(port)
     assert.is_true(port > 0)
-    hello_ok(srv.addr)
+    H.hello_ok(srv.addr)
     assert.equal(0, srv.stop())
   end)
 
-  -- A launcher that opens a listening socket, moves it to descriptor N and execs scgi-lua with it
-  -- inherited (what socket activation does). Usage: launch.py unix|tcp WHERE N exec PROGRAM ARGS...
-  local launcher = [[
-import os, socket, sys
-kind, where, n, args = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-if args and args[0] == "exec":
-    args = args[1:]
-if kind == "unix":
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(where)
-else:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    with open(where, "w") as f:
-        f.write(str(s.getsockname()[1]))
-s.listen(64)
-os.dup2(s.fileno(), n)
-os.set_inheritable(n, True)
-s.close()
-os.execv(args[0], args)
-]]
-
-  local function python_ok() return os.execute("command -v python3 >/dev/null 2>&1") == true end
+  -- The command that hands scgi-lua a listening socket on descriptor fd (spec/apps/pass_socket.py):
+  -- unix at where, or TCP with its port written to the file where.
+  local function pass_socket(kind, where, fd)
+    return ("python3 %s %s %s %d -"):format(H.quote(H.apps .. "/pass_socket.py"), kind, H.quote(where), fd)
+  end
 
   it("serves on an inherited listening unix socket given as fd:N", function()
-    if not python_ok() then
+    if not H.have("python3") then
       pending("python3 is not available to hand scgi-lua a listening descriptor")
       return
     end
     local dir = H.tmpdir()
-    H.write_file(dir .. "/launch.py", launcher)
     local path = dir .. "/inherited.sock"
-    local srv = H.start("more.lua", { dir = dir, socket = false, args = { "--socket fd:5" },
-      env = "python3 " .. H.quote(dir .. "/launch.py") .. " unix " .. H.quote(path) .. " 5" })
+    local srv = H.start("client_edges.lua", { dir = dir, socket = false, args = { "--socket fd:5" },
+      env = pass_socket("unix", path, 5) })
     assert.equal("fd:5 (unix:" .. path .. ")", srv.listen)
-    hello_ok(path)
+    H.hello_ok(path)
     local status, _, body = H.request(path, "POST", "/echo", "through fd 5")
     assert.equal(200, status)
     assert.equal("through fd 5", body)
@@ -135,17 +109,16 @@ os.execv(args[0], args)
   end)
 
   it("serves on an inherited listening TCP socket given as fd:N", function()
-    if not python_ok() then
+    if not H.have("python3") then
       pending("python3 is not available to hand scgi-lua a listening descriptor")
       return
     end
     local dir = H.tmpdir()
-    H.write_file(dir .. "/launch.py", launcher)
-    local srv = H.start("more.lua", { dir = dir, socket = false, args = { "--socket fd:7" },
-      env = "python3 " .. H.quote(dir .. "/launch.py") .. " tcp " .. H.quote(dir .. "/port") .. " 7" })
+    local srv = H.start("client_edges.lua", { dir = dir, socket = false, args = { "--socket fd:7" },
+      env = pass_socket("tcp", dir .. "/port", 7) })
     local port = assert(H.read_file(dir .. "/port"))
     assert.equal("fd:7 (127.0.0.1:" .. port .. ")", srv.listen)
-    hello_ok("127.0.0.1:" .. port)
+    H.hello_ok("127.0.0.1:" .. port)
     assert.equal(0, srv.stop())
   end)
 
@@ -180,7 +153,7 @@ os.execv(args[0], args)
     local rc, out = start_fails({ socket = path })
     assert.equal(1, rc)
     assert.truthy(out:find("socket path is too long", 1, true), out)
-    assert.is_false(exists(path))
+    assert.is_false(H.exists(path))
   end)
 end)
 
@@ -188,27 +161,24 @@ describe("the default socket path", function()
   after_each(H.cleanup)
 
   it("is /tmp/<uid>/scgi when --socket is not given", function()
-    local p = io.popen("id -u")
-    local uid = p:read("l")
-    p:close()
-    local dir = "/tmp/" .. uid
+    local dir = "/tmp/" .. H.uid()
     local path = dir .. "/scgi"
-    if exists(path) then
+    if H.exists(path) then
       -- shared path: something (maybe a live server, maybe another user's file) is there
       pending(path .. " already exists; the default-path case would touch it, so it is skipped")
       return
     end
-    local had_dir = exists(dir)
+    local had_dir = H.exists(dir)
     local srv
     finally(function()
-      if srv and srv.alive() then srv.kill("KILL"); pcall(srv.wait, 5) end
+      H.kill(srv)
       if not had_dir then os.execute("rmdir " .. H.quote(dir) .. " 2>/dev/null") end
     end)
-    srv = H.start("more.lua", { socket = false })
+    srv = H.start("client_edges.lua", { socket = false })
     assert.equal("unix:" .. path, srv.listen)
-    hello_ok(path)
+    H.hello_ok(path)
     assert.equal(0, srv.stop())
-    assert.is_false(exists(path))
+    assert.is_false(H.exists(path))
   end)
 end)
 
@@ -225,23 +195,23 @@ describe("what is already at a unix socket path", function()
     local c = unix.stream and unix.stream() or unix()
     assert.is_nil((c:connect(path)))
     c:close()
-    local srv = H.start("more.lua", { socket = path, dir = dir })
-    hello_ok(path)
+    local srv = H.start("client_edges.lua", { socket = path, dir = dir })
+    H.hello_ok(path)
     assert.equal(0, srv.stop())
-    assert.is_false(exists(path))
+    assert.is_false(H.exists(path))
   end)
 
   it("exits 1 with 'address in use' where a live server answers, leaving that server alone", function()
     local dir = H.tmpdir()
     local path = dir .. "/live.sock"
-    local first = H.start("more.lua", { socket = path, dir = dir })
+    local first = H.start("client_edges.lua", { socket = path, dir = dir })
     local rc, out = start_fails({ socket = path })
     assert.equal(1, rc)
     assert.truthy(out:find("address in use", 1, true), out)
     assert.is_true(is_socket(path))
-    hello_ok(path) -- the first server still has its socket
+    H.hello_ok(path) -- the first server still has its socket
     assert.equal(0, first.stop())
-    assert.is_false(exists(path))
+    assert.is_false(H.exists(path))
   end)
 
   it("exits 1 and leaves a regular file at the path untouched", function()
@@ -262,7 +232,7 @@ describe("what is already at a unix socket path", function()
     local rc, out = start_fails({ socket = path })
     assert.equal(1, rc)
     assert.truthy(out:find("is not a socket", 1, true), out)
-    assert.is_true(exists(path .. "/inside"))
+    assert.is_true(H.exists(path .. "/inside"))
   end)
 end)
 
@@ -273,18 +243,18 @@ describe("--socket-mode", function()
     it("gives the socket file the permission bits " .. mode, function()
       local dir = H.tmpdir()
       local path = dir .. "/mode.sock"
-      local srv = H.start("more.lua", { socket = path, dir = dir, options = { ["socket-mode"] = mode } })
+      local srv = H.start("client_edges.lua", { socket = path, dir = dir, options = { ["socket-mode"] = mode } })
       assert.equal(mode:sub(2), mode_of(path))
-      hello_ok(path)
+      H.hello_ok(path)
       assert.equal(0, srv.stop())
-      assert.is_false(exists(path))
+      assert.is_false(H.exists(path))
     end)
   end
 
   it("leaves the mode to the umask without --socket-mode", function()
     local dir = H.tmpdir()
     local path = dir .. "/umask.sock"
-    local srv = H.start("more.lua", { socket = path, dir = dir, env = "umask 027;" })
+    local srv = H.start("client_edges.lua", { socket = path, dir = dir, env = "umask 027;" })
     assert.equal("750", mode_of(path))
     assert.equal(0, srv.stop())
   end)
