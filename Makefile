@@ -32,7 +32,7 @@ ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 LDSAN = -fsanitize=$(SANITIZE)
 endif
 
-CORE = scgi_parse config addr log stats priv shdict conn accept sock app task request guard lclient lsocket lshared lcoro worker server lscgi
+CORE = scgi_parse config addr log stats priv shdict conn accept sock tls pool resolver app task request guard spawn lclient lsocket ltls lshared lcoro ltask worker server lscgi
 CORE_OBJ = $(CORE:%=$(O)/%.o)
 PROGRAM = $(O)/scgi-lua
 MODULE = $(O)/scgi/core.so
@@ -49,21 +49,23 @@ scgi-lua: $(PROGRAM)
 	cp $< $@
 endif
 
-$(O)/client_lua.h: core/client.lua
+# The Lua files compiled into the module, as C strings: core/NAME.lua gives NAME_lua.
+LUA_SOURCES = $(O)/client_lua.h $(O)/luasocket_lua.h
+$(O)/%_lua.h: core/%.lua
 	@mkdir -p $(O)
-	{ echo 'static const char client_lua[] ='; \
+	{ echo 'static const char $*_lua[] ='; \
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/  "/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
 
-$(O)/%.o: core/%.c core/*.h $(O)/client_lua.h
+$(O)/%.o: core/%.c core/*.h $(LUA_SOURCES)
 	@mkdir -p $(O)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(PROGRAM): $(CORE_OBJ) $(O)/main.o
-	$(CC) $(CFLAGS) $(LDFLAGS) $(LDSAN) -pthread -o $@ $^ $(LUA_LIB) -lev -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) $(LDSAN) -pthread -o $@ $^ $(LUA_LIB) -lev -lssl -lcrypto -lm
 
 $(MODULE): $(CORE_OBJ)
 	@mkdir -p $(O)/scgi
-	$(CC) $(CFLAGS) $(LDFLAGS) $(LDSAN) $(LIBFLAG) -pthread -o $@ $^ -lev -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) $(LDSAN) $(LIBFLAG) -pthread -o $@ $^ -lev -lssl -lcrypto -lm
 
 $(O)/test_parse: core/test_parse.c core/scgi_parse.c core/scgi_parse.h
 	@mkdir -p $(O)
@@ -106,9 +108,9 @@ build-fuzz/fuzz_parse: fuzz/fuzz_parse.c core/scgi_parse.c core/scgi_parse.h
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_parse.c core/scgi_parse.c
 
-build-fuzz/fuzz_conn: fuzz/fuzz_conn.c $(FUZZ_CORE) core/*.h core/client.lua
-	$(MAKE) O=build-fuzz build-fuzz/client_lua.h
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_conn.c $(FUZZ_CORE) $(LUA_LIB) -lev -lm -pthread
+build-fuzz/fuzz_conn: fuzz/fuzz_conn.c $(FUZZ_CORE) core/*.h core/*.lua
+	$(MAKE) O=build-fuzz build-fuzz/client_lua.h build-fuzz/luasocket_lua.h
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_conn.c $(FUZZ_CORE) $(LUA_LIB) -lev -lssl -lcrypto -lm -pthread
 
 fuzz: build-fuzz/fuzz_parse build-fuzz/fuzz_conn
 	@mkdir -p build-fuzz/corpus-parse build-fuzz/corpus-conn

@@ -191,6 +191,7 @@ struct app *app_new(const struct app_env *env, const char *path, char *err, size
   if (env->on_file) watch_requires(L, (struct app_env *)(a + 1));
   if (env->prepare) env->prepare(L, env->ud);
   set_paths(L, env, path);
+  if (env->loading) env->loading(a, env->ud);
   int base = lua_gettop(L);
   if (luaL_loadfile(L, path) != LUA_OK || run(L, env, 0, LUA_MULTRET) != LUA_OK) {
     snprintf(err, errlen, "cannot load %s: %s", path,
@@ -212,12 +213,14 @@ struct app *app_new(const struct app_env *env, const char *path, char *err, size
   lua_settop(L, base + 1);
   a->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, base);
+  if (env->loading) env->loading(NULL, env->ud);
   if (env->generational)
     lua_gc(L, LUA_GCGEN, 0, 0);
   else
     lua_gc(L, LUA_GCINC, 0, 0, 0); /* see docs/design.md: GC */
   return a;
 fail:
+  if (env->failed) env->failed(a, env->ud);
   lua_close(L);
   free(a);
   return NULL;

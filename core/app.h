@@ -17,6 +17,8 @@ struct app_mem {
   int limited;        /* 1 while a request runs: allocations over the limit fail */
 };
 
+struct app;
+
 /* How to build a state: where from, and the caller's steps around loading the app file. */
 struct app_env {
   int worker_id;
@@ -28,6 +30,8 @@ struct app_env {
   void (*prepare)(lua_State *L, void *ud); /* before the file runs: C modules, metatables */
   int (*run)(lua_State *L, int nargs, int nres, void *ud); /* a protected call, under the guard */
   void (*on_file)(const char *path, void *ud); /* a Lua module file was loaded by require */
+  void (*loading)(struct app *a, void *ud);    /* a (before its file runs), then NULL after */
+  void (*failed)(struct app *a, void *ud);     /* a failed to load: about to be closed */
   void *ud;
 };
 

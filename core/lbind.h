@@ -16,10 +16,14 @@ int lclient_push_args(lua_State *co, struct request *r);
 void lclient_open(lua_State *L);
 void lsocket_open(lua_State *L);
 void lshared_open(lua_State *L);
+/* The task metatable, and scgi.spawn, wait, kill, timer and every set in the table on top. */
+void ltask_open(lua_State *L);
 /* Replaces coroutine.resume, wrap, status and close in L's coroutine library (lcoro.c). */
 void lcoro_install(lua_State *L);
 
-int lsocket_connect(lua_State *L);
+/* scgi.tcp, in_task, is_socket (lsocket.c) and tls_wrap (ltls.c), in the table on top. */
+void lsocket_funcs(lua_State *L);
+void ltls_funcs(lua_State *L);
 int lshared_get(lua_State *L);
 int luaopen_scgi_core(lua_State *L);
 

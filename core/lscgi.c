@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "config.h"
 #include "lbind.h"
+#include "luasocket_lua.h"
 #include "rt.h"
 #include "server.h"
 #include "task.h"
@@ -131,13 +132,20 @@ static int l_now(lua_State *L) {
 }
 
 int luaopen_scgi_core(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-      {"serve", l_serve},           {"sleep", l_sleep},      {"worker", l_worker}, {"now", l_now},
-      {"connect", lsocket_connect}, {"shared", lshared_get}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"serve", l_serve},      {"sleep", l_sleep},
+                                   {"worker", l_worker},    {"now", l_now},
+                                   {"shared", lshared_get}, {NULL, NULL}};
   lsocket_open(L);
   lshared_open(L);
   lclient_open(L); /* the client's methods */
   luaL_newlib(L, funcs);
+  ltask_open(L);
+  lsocket_funcs(L);
+  ltls_funcs(L);
+  if (luaL_loadbuffer(L, luasocket_lua, sizeof luasocket_lua - 1, "=scgi/luasocket.lua") != LUA_OK)
+    return lua_error(L);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0); /* scgi.connect, and LuaSocket and LuaSec made cooperative in tasks */
   lua_pushliteral(L, SCGI_VERSION);
   lua_setfield(L, -2, "version");
   lua_insert(L, -2);

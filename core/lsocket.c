@@ -1,30 +1,34 @@
-/* lsocket.c: scgi.connect: cooperative TCP and unix sockets with LuaSocket's calls and return
-   conventions (core/sock.c does the I/O); a call that would block parks the running task. */
+/* lsocket.c: cooperative TCP and unix sockets with LuaSocket's API (what socket.tcp() and
+   socket.connect() give inside a task, and scgi.connect): a call that would block parks the
+   running task, not the worker. Names are resolved off the worker (resolver.c), every address is
+   tried within the timeout, idle connections go to the worker's pool (setkeepalive). TLS is in
+   ltls.c. The I/O is core/sock.c's. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "lbind.h"
+#include "lsocket.h"
 #include "request.h"
-#include "rt.h"
-#include "sock.h"
+#include "server.h"
 #include "task.h"
+#include "tls.h"
 #include "worker.h"
 
-#define SOCK_MT "scgi.socket"
+#define POOL_IDLE 60.0 /* seconds a pooled connection may wait, by default */
+#define POOL_SIZE 30   /* pooled connections per key, by default */
 
-struct lsock {
-  struct sock s;
-  struct task *waiter; /* the task parked on this socket */
-};
-
-static struct lsock *check_sock(lua_State *L) {
-  return (struct lsock *)luaL_checkudata(L, 1, SOCK_MT);
+struct lsock *lsocket_check(lua_State *L, int i) {
+  return (struct lsock *)luaL_checkudata(L, i, SOCK_MT);
 }
 
-static struct lsock *check_open(lua_State *L) {
-  struct lsock *u = check_sock(L);
-  if (u->s.fd < 0) luaL_error(L, "attempt to use a closed socket");
+static struct lsock *check_client(lua_State *L) {
+  struct lsock *u = lsocket_check(L, 1);
+  if (u->state != SOCK_CLIENT) luaL_error(L, "attempt to use a closed socket");
   return u;
 }
 
@@ -38,71 +42,183 @@ static void on_ready(struct sock *s) {
 static void cancel(void *arg) {
   struct lsock *u = arg;
   sock_unwait(&u->s);
+  if (u->job) u->job->cancelled = 1; /* the resolver's answer is dropped when it comes */
+  u->job = NULL;
   u->waiter = NULL;
 }
 
-/* Parks the running task until the socket is ready for events or its timeout runs out. */
-static int park(lua_State *L, struct lsock *u, int events, lua_KContext ctx, lua_KFunction k) {
+/* Parks the running task until the socket is ready for events or its timeout runs out (events 0:
+   until woken, e.g. by the resolver). */
+int lsocket_park(lua_State *L, struct lsock *u, int events, double timeout, lua_KContext ctx,
+                 lua_KFunction k) {
   struct task *t = task_running(L, "a cooperative socket");
   if (u->waiter != NULL && u->waiter != t)
     return luaL_error(L, "the socket is in use by another request");
   task_check_wait(L, t);
   u->waiter = t;
-  sock_wait(&u->s, t->req->rt->w->loop, events);
+  if (events) {
+    double saved = u->s.timeout;
+    u->s.timeout = timeout;
+    sock_wait(&u->s, t->req->rt->w->loop, events);
+    u->s.timeout = saved;
+  }
   return task_wait_other(L, t, cancel, u, ctx, k);
 }
 
-static int push_fail(lua_State *L, const char *msg) {
-  lua_pushnil(L);
+int lsocket_fail(lua_State *L, const char *msg) {
+  luaL_pushfail(L);
   lua_pushstring(L, msg);
   return 2;
 }
 
+static struct worker *worker_of(lua_State *L, const char *what) {
+  return task_running(L, what)->req->rt->w;
+}
+
+/* A new socket (state master) of family: AF_UNSPEC, AF_INET, AF_INET6 or AF_UNIX. */
+struct lsock *lsocket_new(lua_State *L, int family) {
+  struct lsock *u = (struct lsock *)lua_newuserdatauv(L, sizeof *u, 0);
+  memset(u, 0, sizeof *u);
+  sock_init(&u->s, on_ready, u);
+  u->family = family;
+  u->state = SOCK_MASTER;
+  u->created = clock_now();
+  luaL_setmetatable(L, SOCK_MT);
+  return u;
+}
+
+/* ---- connect ---- */
+
+static int connect_next(lua_State *L, struct lsock *u);
+
+static int connected(lua_State *L, struct lsock *u) {
+  free(u->job);
+  u->job = NULL;
+  u->state = SOCK_CLIENT;
+  lua_pushinteger(L, 1);
+  return 1;
+}
+
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
-  struct lsock *u = (struct lsock *)lua_touserdata(L, -1);
+  struct lsock *u = lsocket_check(L, 1);
   (void)status;
   (void)ctx;
-  if (u->s.fd < 0) return push_fail(L, "closed");
-  if (sock_connected(&u->s) != SOCK_DONE) return push_fail(L, sock_error(u->s.err));
-  return 1;
+  if (u->state == SOCK_CLOSED) return lsocket_fail(L, "closed");
+  if (sock_connected(&u->s) == SOCK_DONE) return connected(L, u);
+  u->addr_i++;
+  return connect_next(L, u);
 }
 
-/* scgi.connect(host, port) or scgi.connect("/unix/path"): a connected socket, or nil, message. */
-int lsocket_connect(lua_State *L) {
-  const char *host = luaL_checkstring(L, 1), *why = NULL;
-  struct sockaddr_storage ss;
-  socklen_t sl;
-  task_running(L, "scgi.connect");
-  if (lua_isnoneornil(L, 2)) {
-    luaL_argcheck(L, sock_unix_addr(host, &ss, &sl) == 0, 1, "unix socket path too long");
-  } else {
-    lua_Integer port = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
-    if (sock_resolve(host, (int)port, &ss, &sl, &why) < 0) return push_fail(L, why);
+/* Tries the next address, with an even share of what is left of the timeout. */
+static int connect_next(lua_State *L, struct lsock *u) {
+  struct resolve_job *j = u->job;
+  while (u->addr_i < j->naddrs) {
+    int rc = sock_connect(&u->s, (struct sockaddr *)&j->addrs[u->addr_i], j->lens[u->addr_i]);
+    if (rc == SOCK_DONE) return connected(L, u);
+    if (rc == SOCK_WAIT) {
+      double share = -1;
+      if (u->s.timeout >= 0) {
+        double left = u->deadline - clock_now();
+        share = left <= 0 ? 0 : left / (j->naddrs - u->addr_i);
+      }
+      return lsocket_park(L, u, EV_WRITE, share, 0, connect_k);
+    }
+    u->addr_i++;
   }
-  struct lsock *u = (struct lsock *)lua_newuserdatauv(L, sizeof *u, 0);
-  sock_init(&u->s, on_ready, u);
-  u->waiter = NULL;
-  luaL_setmetatable(L, SOCK_MT);
-  int rc = sock_connect(&u->s, (struct sockaddr *)&ss, sl);
-  if (rc == SOCK_GONE) return push_fail(L, sock_error(u->s.err));
-  if (rc == SOCK_WAIT) return park(L, u, EV_WRITE, 0, connect_k);
-  return 1;
+  int err = u->s.err;
+  free(u->job);
+  u->job = NULL;
+  u->s.err = err;
+  return lsocket_fail(L, sock_error(&u->s));
 }
+
+static int resolved_k(lua_State *L, int status, lua_KContext ctx) {
+  struct lsock *u = lsocket_check(L, 1);
+  (void)status;
+  (void)ctx;
+  if (u->job == NULL) return lsocket_fail(L, "closed");
+  if (u->job->err) {
+    const char *why = resolver_error(u->job->err);
+    free(u->job);
+    u->job = NULL;
+    return lsocket_fail(L, why);
+  }
+  return connect_next(L, u);
+}
+
+static void on_resolved(struct resolve_job *j) {
+  struct lsock *u = j->owner;
+  struct task *t = u->waiter;
+  u->waiter = NULL;
+  if (t) task_wake(t);
+}
+
+/* sock:connect(host, port [, {pool = name}]) or, unix, sock:connect(path): 1, or nil and the
+   reason. A connection kept under the same key (host:port, or the pool's name) is reused. */
+static int tcp_connect(lua_State *L) {
+  struct lsock *u = lsocket_check(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  struct worker *w = worker_of(L, "a cooperative socket");
+  if (u->state != SOCK_MASTER) return lsocket_fail(L, "already connected");
+  struct resolve_job *j = calloc(1, sizeof *j);
+  if (j == NULL) return lsocket_fail(L, "not enough memory");
+  u->job = j;
+  u->addr_i = 0;
+  u->deadline = u->s.timeout >= 0 ? clock_now() + u->s.timeout : 0;
+  if (u->family == AF_UNIX) {
+    if (sock_unix_addr(host, &j->addrs[0], &j->lens[0]) < 0)
+      return luaL_argerror(L, 2, "unix socket path too long");
+    j->naddrs = 1;
+    snprintf(u->key, sizeof u->key, "unix:%s", host);
+  } else {
+    lua_Integer port = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, port > 0 && port < 65536, 3, "port out of range");
+    if (lua_istable(L, 4) && lua_getfield(L, 4, "pool") == LUA_TSTRING)
+      snprintf(u->key, sizeof u->key, "%s", lua_tostring(L, -1));
+    else
+      snprintf(u->key, sizeof u->key, "%s:%d", host, (int)port);
+    snprintf(u->host, sizeof u->host, "%s", host);
+    snprintf(j->host, sizeof j->host, "%s", host);
+    j->port = (int)port;
+    j->family = u->family;
+  }
+  int fd;
+  void *ssl;
+  if (pool_get(&w->pool, u->key, &fd, &ssl, &u->reused)) {
+    sock_adopt(&u->s, fd, ssl);
+    u->reused++;
+    stat_set(&w->st.pooled_sockets, w->pool.n);
+    return connected(L, u);
+  }
+  stat_set(&w->st.pooled_sockets, w->pool.n);
+  if (u->family == AF_UNIX) return connect_next(L, u);
+  j->owner = u;
+  j->done = on_resolved;
+  j->done_q = &w->resolved;
+  int rc = resolver_lookup(w->srv->resolver, j);
+  if (rc == 1) return resolved_k(L, LUA_OK, 0); /* a numeric address */
+  if (rc < 0) return lsocket_fail(L, "no resolver");
+  lua_settop(L, 1);
+  return lsocket_park(L, u, 0, -1, 0, resolved_k);
+}
+
+/* ---- send and receive ---- */
 
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
-  struct lsock *u = check_sock(L);
+  struct lsock *u = lsocket_check(L, 1);
   size_t len, i = (size_t)ctx;
   const char *data = luaL_checklstring(L, 2, &len);
   size_t j = (size_t)lua_tointeger(L, 4);
   (void)status;
-  if (u->s.fd < 0) return push_fail(L, "closed"); /* closed by another request while parked */
+  if (u->state != SOCK_CLIENT) return lsocket_fail(L, "closed"); /* closed while parked */
   int rc = u->s.timed_out ? (u->s.err = ETIMEDOUT, SOCK_GONE) : sock_send(&u->s, data, j, &i);
   u->s.timed_out = 0;
-  if (rc == SOCK_WAIT) return park(L, u, EV_WRITE, (lua_KContext)i, send_k);
+  if (rc == SOCK_WAIT)
+    return lsocket_park(L, u, u->s.ssl ? u->s.want : EV_WRITE, u->s.timeout, (lua_KContext)i,
+                        send_k);
   if (rc == SOCK_GONE) {
-    lua_pushnil(L);
-    lua_pushstring(L, sock_error(u->s.err));
+    luaL_pushfail(L);
+    lua_pushstring(L, sock_error(&u->s));
     lua_pushinteger(L, (lua_Integer)i);
     return 3;
   }
@@ -111,8 +227,8 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* sock:send(data [, i [, j]]): the index of the last byte sent, or nil, err, last index sent. */
-static int sock_send_l(lua_State *L) {
-  check_open(L);
+static int tcp_send(lua_State *L) {
+  check_client(L);
   size_t len;
   luaL_checklstring(L, 2, &len);
   lua_Integer n = (lua_Integer)len, i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, -1);
@@ -124,7 +240,7 @@ static int sock_send_l(lua_State *L) {
   lua_settop(L, 4);
   lua_pushinteger(L, j);
   lua_replace(L, 4);
-  check_sock(L)->s.timed_out = 0;
+  lsocket_check(L, 1)->s.timed_out = 0;
   return send_k(L, LUA_OK, (lua_KContext)(i - 1));
 }
 
@@ -138,7 +254,7 @@ static void push_line(lua_State *L, const char *p, size_t n) {
 }
 
 /* Answers the pattern from what is buffered: 1 when a result is pushed. */
-static int receive_from_buffer(lua_State *L, struct sock *s, int mode) {
+static int from_buffer(lua_State *L, struct sock *s, int mode) {
   const char *p = s->buf + s->off;
   size_t avail = s->len - s->off;
   if (mode == 'l') {
@@ -160,28 +276,29 @@ static int receive_from_buffer(lua_State *L, struct sock *s, int mode) {
 }
 
 static int receive_k(lua_State *L, int status, lua_KContext ctx) {
-  struct lsock *u = check_sock(L);
+  struct lsock *u = lsocket_check(L, 1);
   struct sock *s = &u->s;
   int mode = (int)ctx; /* 'l', 'a' or 'n' (count in argument 2) */
   (void)status;
-  if (s->fd < 0) { /* closed by another request while parked */
-    push_fail(L, "closed");
+  if (u->state != SOCK_CLIENT) { /* closed while parked */
+    lsocket_fail(L, "closed");
     lua_pushliteral(L, "");
     return 3;
   }
   for (;;) {
-    if (receive_from_buffer(L, s, mode)) break;
+    if (from_buffer(L, s, mode)) break;
     int rc = s->timed_out ? (s->err = ETIMEDOUT, SOCK_GONE) : sock_fill(s);
     s->timed_out = 0;
     if (rc == SOCK_DONE) continue;
-    if (rc == SOCK_WAIT) return park(L, u, EV_READ, ctx, receive_k);
+    if (rc == SOCK_WAIT)
+      return lsocket_park(L, u, s->ssl ? s->want : EV_READ, s->timeout, ctx, receive_k);
     if (mode == 'a' && s->err == 0) { /* "*a" ends at the close, without an error */
       lua_pushlstring(L, s->buf + s->off, s->len - s->off);
       sock_take(s, s->len - s->off);
       break;
     }
-    lua_pushnil(L);
-    lua_pushstring(L, sock_error(s->err));
+    luaL_pushfail(L);
+    lua_pushstring(L, sock_error(s));
     lua_pushvalue(L, 3);
     lua_pushlstring(L, s->buf + s->off, s->len - s->off); /* the partial result */
     lua_concat(L, 2);
@@ -195,8 +312,8 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* sock:receive([pattern [, prefix]]): "*l"/"l" (default), "*a"/"a" or a byte count. */
-static int sock_receive_l(lua_State *L) {
-  struct lsock *u = check_open(L);
+static int tcp_receive(lua_State *L) {
+  struct lsock *u = check_client(L);
   int mode = 'l';
   lua_settop(L, 3);
   if (lua_type(L, 2) == LUA_TNUMBER) {
@@ -217,80 +334,207 @@ static int sock_receive_l(lua_State *L) {
   return receive_k(L, LUA_OK, mode);
 }
 
-/* sock:settimeout(seconds): the time each call may wait; nil or negative: no limit. */
-static int sock_settimeout_l(lua_State *L) {
-  struct lsock *u = check_sock(L);
+/* ---- the rest of LuaSocket's calls, and the pool ---- */
+
+/* sock:settimeout(seconds [, mode]): the time each call may wait; nil or negative: no limit. */
+static int tcp_settimeout(lua_State *L) {
+  struct lsock *u = lsocket_check(L, 1);
   u->s.timeout = lua_isnoneornil(L, 2) ? -1 : luaL_checknumber(L, 2);
   lua_pushinteger(L, 1);
   return 1;
 }
 
 /* Closes the socket; a task of another coroutine parked on it wakes up to "closed". */
-static int sock_close_l(lua_State *L) {
-  struct lsock *u = check_sock(L);
+static int tcp_close(lua_State *L) {
+  struct lsock *u = lsocket_check(L, 1);
   struct task *t = u->waiter;
   u->waiter = NULL;
+  if (u->job) u->job->cancelled = 1;
+  u->job = NULL;
+  if (u->wrap_ctx) tls_context_free(u->wrap_ctx);
+  u->wrap_ctx = NULL;
   sock_close(&u->s);
+  u->state = SOCK_CLOSED;
   if (t && t->co != L) task_wake_later(t);
   lua_pushinteger(L, 1);
   return 1;
 }
 
-static int sock_setoption_l(lua_State *L) {
-  struct lsock *u = check_open(L);
-  sock_set_option(&u->s, luaL_checkstring(L, 2), lua_toboolean(L, 3));
+/* sock:setkeepalive([max_idle_seconds [, pool_size]]): the connection goes to the worker's pool
+   under its key (a later connect to it takes it); the socket is closed either way. */
+static int tcp_setkeepalive(lua_State *L) {
+  struct lsock *u = check_client(L);
+  double idle = luaL_optnumber(L, 2, POOL_IDLE);
+  lua_Integer size = luaL_optinteger(L, 3, POOL_SIZE);
+  luaL_argcheck(L, size > 0, 3, "pool size must be positive");
+  struct worker *w = worker_of(L, "sock:setkeepalive");
+  if (sock_dirty(&u->s)) return lsocket_fail(L, "unread data in buffer");
+  int fd;
+  void *ssl;
+  sock_release(&u->s, &fd, &ssl);
+  u->state = SOCK_CLOSED;
+  if (pool_put(&w->pool, u->key, fd, ssl, u->reused, idle, (unsigned)size) < 0) {
+    struct sock s = {.fd = fd, .ssl = ssl};
+    sock_close(&s);
+  }
+  stat_set(&w->st.pooled_sockets, w->pool.n);
+  lua_pushinteger(L, 1);
+  return 1;
+}
+
+static int tcp_getreusedtimes(lua_State *L) {
+  lua_pushinteger(L, check_client(L)->reused);
+  return 1;
+}
+
+static int tcp_setoption(lua_State *L) {
+  struct lsock *u = check_client(L);
+  const char *name = luaL_checkstring(L, 2);
+  if (sock_set_option(&u->s, name, lua_isnoneornil(L, 3) || lua_toboolean(L, 3)) < 0)
+    return lsocket_fail(L, "unsupported option");
   lua_pushinteger(L, 1);
   return 1;
 }
 
 /* sock:shutdown([how]): "both" (default), "send" or "receive". */
-static int sock_shutdown_l(lua_State *L) {
-  struct lsock *u = check_open(L);
-  sock_shutdown(&u->s, luaL_optstring(L, 2, "both"));
+static int tcp_shutdown(lua_State *L) {
+  sock_shutdown(&check_client(L)->s, luaL_optstring(L, 2, "both"));
   lua_pushinteger(L, 1);
   return 1;
 }
 
-static int sock_getfd_l(lua_State *L) {
-  lua_pushinteger(L, check_sock(L)->s.fd);
+/* getpeername and getsockname: address, port, family ("inet" or "inet6"). */
+static int push_name(lua_State *L, int peer) {
+  struct lsock *u = check_client(L);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char ip[INET6_ADDRSTRLEN];
+  if ((peer ? getpeername : getsockname)(u->s.fd, (struct sockaddr *)&ss, &len) < 0)
+    return lsocket_fail(L, strerror(errno));
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    lua_pushstring(L, inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip));
+    lua_pushinteger(L, ntohs(a->sin_port));
+    lua_pushliteral(L, "inet");
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    lua_pushstring(L, inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip));
+    lua_pushinteger(L, ntohs(a->sin6_port));
+    lua_pushliteral(L, "inet6");
+  } else {
+    lua_pushliteral(L, "unix");
+    lua_pushinteger(L, 0);
+    lua_pushliteral(L, "unix");
+  }
+  return 3;
+}
+
+static int tcp_getpeername(lua_State *L) { return push_name(L, 1); }
+static int tcp_getsockname(lua_State *L) { return push_name(L, 0); }
+
+static int tcp_getstats(lua_State *L) {
+  struct lsock *u = lsocket_check(L, 1);
+  lua_pushinteger(L, (lua_Integer)u->s.bytes_in);
+  lua_pushinteger(L, (lua_Integer)u->s.bytes_out);
+  lua_pushnumber(L, clock_now() - u->created);
+  return 3;
+}
+
+static int tcp_getfd(lua_State *L) {
+  lua_pushinteger(L, lsocket_check(L, 1)->s.fd);
   return 1;
 }
 
-static int sock_dirty_l(lua_State *L) {
-  struct lsock *u = check_sock(L);
-  lua_pushboolean(L, u->s.len > u->s.off);
+static int tcp_dirty(lua_State *L) {
+  lua_pushboolean(L, sock_dirty(&lsocket_check(L, 1)->s));
   return 1;
 }
 
-static int sock_tostring_l(lua_State *L) {
-  struct lsock *u = check_sock(L);
-  if (u->s.fd < 0)
-    lua_pushliteral(L, "scgi.socket (closed)");
-  else
-    lua_pushfstring(L, "scgi.socket (fd %d)", u->s.fd);
+static int tcp_unsupported(lua_State *L) {
+  return luaL_error(L, "cooperative sockets are clients: listen outside requests and tasks");
+}
+
+static int tcp_tostring(lua_State *L) {
+  struct lsock *u = lsocket_check(L, 1);
+  const char *what = u->state == SOCK_CLIENT   ? "client"
+                     : u->state == SOCK_MASTER ? "master"
+                                               : "closed";
+  lua_pushfstring(L, "%s{%s}: %p", u->family == AF_UNIX ? "unix" : "tcp", what, (void *)u);
   return 1;
 }
 
-static int sock_gc_l(lua_State *L) {
-  sock_close_l(L);
+static int tcp_gc(lua_State *L) {
+  struct lsock *u = lsocket_check(L, 1);
+  if (u->wrap_ctx) tls_context_free(u->wrap_ctx);
+  u->wrap_ctx = NULL;
+  if (u->job) u->job->cancelled = 1;
+  u->job = NULL;
+  sock_close(&u->s);
+  u->state = SOCK_CLOSED;
   return 0;
 }
 
-/* Creates the socket metatable (once per state, from luaopen_scgi_core). */
+/* scgi.tcp([family [, what]]): a cooperative socket for the running task ("any", "inet",
+   "inet6", "unix"); what names the caller in the error raised outside a task. */
+static int l_tcp(lua_State *L) {
+  static const char *const names[] = {"any", "inet", "inet6", "unix", NULL};
+  static const int families[] = {AF_UNSPEC, AF_INET, AF_INET6, AF_UNIX};
+  int f = luaL_checkoption(L, 1, "any", names);
+  task_running(L, luaL_optstring(L, 2, "a cooperative socket"));
+  lsocket_new(L, families[f]);
+  return 1;
+}
+
+/* scgi.is_socket(v): whether v is a cooperative socket. */
+static int l_is_socket(lua_State *L) {
+  lua_pushboolean(L, luaL_testudata(L, 1, SOCK_MT) != NULL);
+  return 1;
+}
+
+/* scgi.in_task(): whether the caller runs in a task (so socket.tcp() gives a cooperative one). */
+static int l_in_task(lua_State *L) {
+  struct rt *rt = rt_self();
+  lua_pushboolean(L, rt && rt->current && rt->running == L);
+  return 1;
+}
+
 void lsocket_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"send", sock_send_l},   {"receive", sock_receive_l},     {"settimeout", sock_settimeout_l},
-      {"close", sock_close_l}, {"setoption", sock_setoption_l}, {"getfd", sock_getfd_l},
-      {"dirty", sock_dirty_l}, {"shutdown", sock_shutdown_l},   {NULL, NULL},
+      {"connect", tcp_connect},
+      {"send", tcp_send},
+      {"receive", tcp_receive},
+      {"settimeout", tcp_settimeout},
+      {"close", tcp_close},
+      {"setoption", tcp_setoption},
+      {"getfd", tcp_getfd},
+      {"dirty", tcp_dirty},
+      {"shutdown", tcp_shutdown},
+      {"getpeername", tcp_getpeername},
+      {"getsockname", tcp_getsockname},
+      {"getstats", tcp_getstats},
+      {"setkeepalive", tcp_setkeepalive},
+      {"getreusedtimes", tcp_getreusedtimes},
+      {"bind", tcp_unsupported},
+      {"listen", tcp_unsupported},
+      {"accept", tcp_unsupported},
+      {NULL, NULL},
   };
   static const luaL_Reg meta[] = {
-      {"__gc", sock_gc_l}, {"__close", sock_gc_l}, {"__tostring", sock_tostring_l}, {NULL, NULL}};
+      {"__gc", tcp_gc}, {"__close", tcp_gc}, {"__tostring", tcp_tostring}, {NULL, NULL}};
   if (!luaL_newmetatable(L, SOCK_MT)) {
     lua_pop(L, 1);
     return;
   }
   luaL_setfuncs(L, meta, 0);
   luaL_newlib(L, methods);
+  ltls_methods(L); /* sslhandshake, and LuaSec's dohandshake, sni ... */
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+}
+
+/* The functions in the table on top: tcp, in_task, is_socket. */
+void lsocket_funcs(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"tcp", l_tcp}, {"in_task", l_in_task}, {"is_socket", l_is_socket}, {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
 }

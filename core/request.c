@@ -1,6 +1,6 @@
-/* request.c: a request: starting the handler's task for a parsed connection, its budget, the one
-   policy for how its response ends (request_end), stopping it, and freeing it once its tasks are
-   done. */
+/* request.c: a request: starting the handler's task for a parsed connection (or a timer's
+   function), its budget, the one policy for how its response ends (request_end), stopping it,
+   and freeing it once all its tasks are done. */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 #include "request.h"
 #include "rt.h"
 #include "server.h"
+#include "spawn.h"
 #include "worker.h"
 
 static const char *method_of(const struct request *r) { return r->method[0] ? r->method : "-"; }
@@ -64,9 +65,10 @@ static void request_end(struct request *r, enum request_end why, const char *det
   default: break;
   }
   if (c == NULL) return; /* the response had ended already */
-  if ((!r->finished || why != END_RETURNED) && c->rec.uri)
-    r->uri = strdup(c->rec.uri);         /* for the log lines to come, without the connection */
-  if (!r->finished && r->deadline > 0) { /* the tasks go on: the budget is the request's now */
+  int going_on = !r->finished || r->nspawned > 0;
+  if ((going_on || why != END_RETURNED) && c->rec.uri)
+    r->uri = strdup(c->rec.uri);     /* for the log lines to come, without the connection */
+  if (going_on && r->deadline > 0) { /* the tasks go on: the budget is the request's now */
     double left = r->deadline - clock_now();
     ev_timer_set(&r->budget, left > 0 ? left : 0., 0.);
     ev_timer_start(r->rt->w->loop, &r->budget);
@@ -117,8 +119,8 @@ static void request_free(struct request *r) {
   worker_conn_done(w);
 }
 
-static void maybe_free(struct request *r) {
-  if (r->finished && r->conn == NULL) request_free(r);
+void request_maybe_free(struct request *r) {
+  if (r->finished && r->nspawned == 0 && r->conn == NULL && r->timer == NULL) request_free(r);
 }
 
 static double cleanup_allowance(const struct rt *rt) {
@@ -129,7 +131,7 @@ static double cleanup_allowance(const struct rt *rt) {
 /* Ends the task's hold on its coroutine. One that did not return cleanly is closed first, from
    the innermost coroutine out, so its pending to-be-closed variables run: under the guard, with
    at most a second. A clean-up the guard stops too is abandoned and logged. */
-static void task_close(struct task *t, int reusable) {
+void request_close_task(struct task *t, int reusable) {
   struct request *r = t->req;
   struct rt *rt = r->rt;
   if (!reusable) {
@@ -168,7 +170,7 @@ static void task_close(struct task *t, int reusable) {
 
 /* Builds the log text of the error on top of co: its message (any __tostring called protected and
    under the guard) and co's traceback. Leaves it on the app state's stack. */
-static const char *describe_error(struct request *r, lua_State *co, int st) {
+const char *request_describe_error(struct request *r, lua_State *co, int st) {
   struct rt *rt = r->rt;
   lua_State *L = r->app->L;
   lua_pushvalue(co, -1);
@@ -193,45 +195,67 @@ static const char *describe_error(struct request *r, lua_State *co, int st) {
   return lua_tostring(L, -1);
 }
 
+/* The request's last task ended: the response ends (a timer's job: its timer goes on). */
+void request_tasks_done(struct request *r) {
+  if (r->timer) timer_job_done(r);
+  if (r->returned) request_end(r, END_RETURNED, NULL);
+  request_maybe_free(r);
+}
+
+/* Pushes on co why the guard or the budget stopped it, unless its error says it already. */
+static void push_stop_reason(struct request *r, lua_State *co, int st) {
+  if (r->budget_killed && st != LUA_ERRRUN)
+    lua_pushfstring(co, "request budget of %f s spent (--request-timeout)", r->deadline - r->start);
+  else if (r->cpu_killed && st != LUA_ERRRUN)
+    lua_pushfstring(co, "CPU limit of %f s exceeded (the handler ran Lua without yielding)",
+                    r->rt->w->srv->cfg.cpu_limit);
+  else if (st == LUA_YIELD)
+    lua_pushliteral(co, "the handler yielded outside of an scgi call (use scgi's functions to "
+                        "wait, not coroutine.yield)");
+}
+
 void request_task_ended(struct task *t, int st, int nres) {
   struct request *r = t->req;
   lua_State *co = t->co, *L = r->app->L;
+  if (t != &r->main) {
+    spawn_ended(t, st, nres);
+    return;
+  }
   int ok = st == LUA_OK && !r->cpu_killed && !r->budget_killed;
-  (void)nres;
   r->finished = 1;
-  ev_timer_stop(r->rt->w->loop, &r->budget);
   if (ok) {
     lua_settop(co, 0);
-    request_end(r, END_RETURNED, NULL);
-  } else if (atomic_load(&r->rt->w->stop) >= 2) {
+    request_close_task(t, 1);
+    r->returned = 1;
+    if (r->nspawned == 0) request_tasks_done(r);
+    return;
+  }
+  ev_timer_stop(r->rt->w->loop, &r->budget);
+  if (atomic_load(&r->rt->w->stop) >= 2) {
     request_end(r, END_STOPPED, NULL);
   } else {
-    if (r->budget_killed && st != LUA_ERRRUN)
-      lua_pushfstring(co, "request budget of %f s spent (--request-timeout)",
-                      r->deadline - r->start);
-    else if (r->cpu_killed && st != LUA_ERRRUN)
-      lua_pushfstring(co, "CPU limit of %f s exceeded (the handler ran Lua without yielding)",
-                      r->rt->w->srv->cfg.cpu_limit);
-    else if (st == LUA_YIELD)
-      lua_pushliteral(co, "the handler yielded outside of an scgi call (use scgi's functions to "
-                          "wait, not coroutine.yield)");
+    push_stop_reason(r, co, st);
     int top = lua_gettop(L);
-    request_end(r, END_ERROR, describe_error(r, co, st));
+    request_end(r, END_ERROR, request_describe_error(r, co, st));
     lua_settop(L, top);
   }
-  task_close(t, ok);
-  maybe_free(r);
+  request_close_task(t, 0);
+  spawn_stop_all(r); /* the handler failed: what it spawned goes too */
+  if (r->timer) timer_job_done(r);
+  request_maybe_free(r);
 }
 
-/* Stops the request: the response ends (why), and its task is closed. */
-static void request_stop(struct request *r, enum request_end why) {
+/* Stops the request: the response ends (why), and every task is closed. */
+void request_stop(struct request *r, enum request_end why) {
   request_end(r, why, NULL);
   if (!r->finished) {
     r->finished = 1;
     task_cancel_wait(&r->main);
-    task_close(&r->main, 0);
+    request_close_task(&r->main, 0);
   }
-  maybe_free(r);
+  spawn_stop_all(r);
+  if (r->timer) timer_job_done(r);
+  request_maybe_free(r);
 }
 
 /* The budget ran out while the request waited: with its connection (the conn's timer), or
@@ -281,42 +305,62 @@ static int request_body(lua_State *L) {
   return 0;
 }
 
-/* A parsed request: a task in the worker's current app runs the handler with the arguments
-   rt->push_args builds from r->hdrs. */
-static int on_start(struct conn *c, const struct scgi_header *h, size_t n, int repeated) {
-  struct rt *rt = c->w->rt;
+/* A new request in app (held), not started; deadline 0: no budget. */
+struct request *request_new(struct rt *rt, struct app *app, uint64_t id, double deadline) {
   struct request *r = rt->free;
   if (r) {
     rt->free = r->next;
     rt->nfree--;
     memset(r, 0, sizeof *r);
   } else if ((r = calloc(1, sizeof *r)) == NULL) {
-    return -1;
+    return NULL;
   }
   r->rt = rt;
-  r->app = rt->app;
-  app_ref(r->app);
-  r->conn = c;
-  c->owner = r;
-  r->id = c->rec.id;
-  memcpy(r->method, c->rec.method, sizeof r->method);
-  r->start = c->rec.start;
-  r->deadline = c->deadline;
+  r->app = app;
+  app_ref(app);
+  r->id = id;
+  r->start = clock_now();
+  r->deadline = deadline;
+  ev_init(&r->budget, on_budget);
   int ref;
-  lua_State *co = app_thread(r->app, &ref);
+  lua_State *co = app_thread(app, &ref);
   task_init(&r->main, r, co, ref);
   r->next = rt->live;
   if (rt->live) rt->live->prev = r;
   rt->live = r;
   rt->nlive++;
-  stat_set(&c->w->st.active_requests, rt->nlive);
-  ev_init(&r->budget, on_budget);
+  stat_set(&rt->w->st.active_requests, rt->nlive);
+  return r;
+}
+
+/* Runs the request's main task: body, with the nargs values on its coroutine. A request without
+   a connection keeps its budget on its own timer. */
+void request_start(struct request *r, lua_CFunction body, int nargs) {
+  if (r->conn == NULL && r->deadline > 0) {
+    double left = r->deadline - clock_now();
+    ev_timer_set(&r->budget, left > 0 ? left : 0., 0.);
+    ev_timer_start(r->rt->w->loop, &r->budget);
+  }
+  lua_pushcfunction(r->main.co, body);
+  lua_insert(r->main.co, -nargs - 1);
+  task_run(&r->main, nargs);
+}
+
+/* A parsed request: a task in the worker's current app runs the handler with the arguments
+   rt->push_args builds from r->hdrs. */
+static int on_start(struct conn *c, const struct scgi_header *h, size_t n, int repeated) {
+  struct rt *rt = c->w->rt;
+  struct request *r = request_new(rt, rt->app, c->rec.id, c->deadline);
+  if (r == NULL) return -1;
+  r->conn = c;
+  c->owner = r;
+  memcpy(r->method, c->rec.method, sizeof r->method);
+  r->start = c->rec.start;
   r->hdrs = h;
   r->nhdrs = n;
   r->repeated = repeated != 0;
-  lua_pushcfunction(co, request_body);
-  lua_pushlightuserdata(co, r);
-  task_run(&r->main, 1);
+  lua_pushlightuserdata(r->main.co, r);
+  request_start(r, request_body, 1);
   return 0;
 }
 
@@ -335,6 +379,7 @@ const struct conn_handler rt_conn_handler = {on_start, on_resume, on_expire};
 
 void rt_abandon(struct worker *w) {
   struct rt *rt = w->rt;
+  if (rt) timers_discard(rt);
   while (rt && rt->live)
     request_stop(rt->live, END_STOPPED); /* frees it */
   while (rt && rt->free) {

@@ -24,6 +24,8 @@ struct rt_bindings {
 int rt_open(struct worker *w, char *err, size_t errlen);
 /* SIGHUP: a new state from the app file for new requests; requests in flight finish on the old. */
 void rt_reload(struct worker *w);
+/* The worker stops accepting (SIGTERM): pending timers run now, premature. */
+void rt_stopping(struct worker *w);
 /* The worker is stopping now (the grace period is over): every request still running is
    stopped, and one that sent nothing gets a 503. */
 void rt_abandon(struct worker *w);
@@ -32,7 +34,7 @@ void rt_close(struct worker *w);
 /* How long (ns) the worker has been in its current Lua resume, 0 if it is in none; from any
    thread. */
 unsigned long long rt_busy_since(const struct worker *w, unsigned long long now_ns);
-/* Requests whose handler (or a task) still runs. */
+/* Requests whose handler (or a task) still runs, and pending timers. */
 unsigned rt_live(const struct worker *w);
 /* The handler interface the worker gives its connections. */
 extern const struct conn_handler rt_conn_handler;

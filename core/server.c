@@ -9,6 +9,7 @@
 
 #include "accept.h"
 #include "clock.h"
+#include "resolver.h"
 #include "rt.h"
 #include "server.h"
 #include "shdict.h"
@@ -182,11 +183,15 @@ static void release_workers(struct server *s, int go) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* Waits for the worker threads, stops the resolver (whose last answers go to their queues), then
+   frees the workers' loops. */
 static void join_workers(struct server *s) {
-  for (int i = 0; i < s->nworkers; i++) {
+  for (int i = 0; i < s->nworkers; i++)
     pthread_join(s->workers[i].thread, NULL);
-    ev_loop_destroy(s->workers[i].loop);
-  }
+  resolver_stop(s->resolver);
+  s->resolver = NULL;
+  for (int i = 0; i < s->nworkers; i++)
+    worker_fini(&s->workers[i]);
 }
 
 /* The default socket lives in /tmp/<uid>, which anyone could have made first: it must be a real
@@ -314,7 +319,7 @@ int server_check(struct server *s, char *err, size_t errlen) {
   else
     snprintf(err, errlen, "%s", w.load_error);
   worker_teardown(&w);
-  ev_loop_destroy(w.loop);
+  worker_fini(&w);
   for (int i = 0; i < s->ndicts; i++)
     shdict_free(s->dicts[i]);
   s->workers = NULL;
@@ -359,6 +364,10 @@ int server_run(struct server *s, char *err, size_t errlen) {
      the socket is bound first, as root, and the app loads after the privileges are dropped. */
   if (drop && (open_listener(s, err, errlen) < 0 || priv_drop(&s->cfg, err, errlen) < 0)) goto fail;
   if (s->cfg.app && s->cfg.reload_on_change) server_watch(s, s->cfg.app);
+  if ((s->resolver = resolver_start(4)) == NULL) {
+    snprintf(err, errlen, "cannot start the resolver threads");
+    goto fail;
+  }
   if (start_workers(s, err, errlen) < 0) goto fail;
   if (rt_guard_start(s, err, errlen) < 0) goto fail;
   if (!drop && open_listener(s, err, errlen) < 0) goto fail;

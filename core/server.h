@@ -17,6 +17,7 @@
 
 struct worker;
 struct shdict;
+struct resolver;
 struct lua_State;
 struct rt_bindings;
 
@@ -57,6 +58,7 @@ struct server {
   const char *lua_path, *lua_cpath;   /* package.path and cpath for worker states, or NULL */
   const char *lua_path_prefix;        /* put before package.path, or NULL */
   const struct rt_bindings *bindings; /* the Lua side the workers run (lscgi.c) */
+  struct resolver *resolver;          /* name lookups off the workers */
   pthread_t guard_thread;             /* the CPU guard's watchdog */
   atomic_int guard_stop;
   int guard_running;

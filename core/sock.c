@@ -1,8 +1,8 @@
 /* sock.c: outbound stream sockets: every system call on them, their waits and timeouts. */
 #include "sock.h"
+#include "tls.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -40,11 +40,29 @@ void sock_init(struct sock *s, void (*ready)(struct sock *s), void *owner) {
   ev_init(&s->timer, on_timer);
 }
 
-const char *sock_error(int e) {
+const char *sock_error(const struct sock *s) {
+  int e = s->err;
+  if (e == EPROTO && s->tls_error[0]) return s->tls_error;
   return e == EPIPE || e == ECONNRESET || e == 0 ? "closed"
          : e == ECONNREFUSED                     ? "connection refused"
          : e == ETIMEDOUT                        ? "timeout"
                                                  : strerror(e);
+}
+
+int sock_dirty(const struct sock *s) { return s->len > s->off || tls_pending(s) > 0; }
+
+void sock_adopt(struct sock *s, int fd, void *ssl) {
+  s->fd = fd;
+  s->ssl = ssl;
+}
+
+void sock_release(struct sock *s, int *fd, void **ssl) {
+  sock_unwait(s);
+  *fd = s->fd;
+  *ssl = s->ssl;
+  s->fd = -1;
+  s->ssl = NULL;
+  sock_close(s);
 }
 
 static int gone(struct sock *s, int err) {
@@ -77,10 +95,18 @@ int sock_connected(struct sock *s) {
 }
 
 int sock_send(struct sock *s, const char *p, size_t n, size_t *sent) {
+  while (s->ssl && *sent < n) {
+    size_t k = 0;
+    int rc = tls_write(s, p + *sent, n - *sent, &k);
+    if (rc != SOCK_DONE) return rc;
+    *sent += k;
+    s->bytes_out += k;
+  }
   while (*sent < n) {
     ssize_t r = send(s->fd, p + *sent, n - *sent, MSG_NOSIGNAL);
     if (r > 0) {
       *sent += (size_t)r;
+      s->bytes_out += (unsigned long long)r;
       continue;
     }
     if (r < 0 && errno == EINTR) continue;
@@ -109,10 +135,18 @@ static int make_room(struct sock *s) {
 
 int sock_fill(struct sock *s) {
   if (make_room(s) < 0) return gone(s, ENOMEM);
+  if (s->ssl) {
+    size_t n = 0;
+    int rc = tls_read(s, s->buf + s->len, s->cap - s->len, &n);
+    s->len += n;
+    s->bytes_in += n;
+    return rc;
+  }
   for (;;) {
     ssize_t n = recv(s->fd, s->buf + s->len, s->cap - s->len, 0);
     if (n > 0) {
       s->len += (size_t)n;
+      s->bytes_in += (unsigned long long)n;
       return SOCK_DONE;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -146,6 +180,7 @@ void sock_unwait(struct sock *s) {
 
 void sock_close(struct sock *s) {
   sock_unwait(s);
+  tls_close(s);
   if (s->fd >= 0) close(s->fd);
   s->fd = -1;
   free(s->buf);
@@ -165,22 +200,6 @@ int sock_shutdown(struct sock *s, const char *how) {
   return shutdown(s->fd, strcmp(how, "send") == 0      ? SHUT_WR
                          : strcmp(how, "receive") == 0 ? SHUT_RD
                                                        : SHUT_RDWR);
-}
-
-int sock_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
-                 const char **err) {
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
-  char portstr[16];
-  snprintf(portstr, sizeof portstr, "%d", port);
-  int rc = getaddrinfo(host, portstr, &hints, &res);
-  if (rc != 0) {
-    *err = gai_strerror(rc);
-    return -1;
-  }
-  memcpy(ss, res->ai_addr, res->ai_addrlen);
-  *len = res->ai_addrlen;
-  freeaddrinfo(res);
-  return 0;
 }
 
 int sock_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len) {

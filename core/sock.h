@@ -22,6 +22,10 @@ struct sock {
   double timeout; /* seconds per wait; < 0: none */
   char *buf;      /* received bytes not taken yet: buf[off..len) */
   size_t cap, len, off;
+  void *ssl; /* TLS (tls.c), or NULL */
+  int want;  /* what a TLS call waits for: EV_READ or EV_WRITE */
+  unsigned long long bytes_in, bytes_out;
+  char tls_error[160];
 };
 
 void sock_init(struct sock *s, void (*ready)(struct sock *s), void *owner);
@@ -37,11 +41,15 @@ void sock_unwait(struct sock *s);
 void sock_close(struct sock *s);
 int sock_set_option(struct sock *s, const char *name, int on);
 int sock_shutdown(struct sock *s, const char *how);
-/* Resolves host and port to one address (blocking getaddrinfo); 0, or -1 with a message. */
-int sock_resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
-                 const char **err);
 /* A unix socket address; -1 when the path is too long. */
 int sock_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len);
-const char *sock_error(int err);
+/* The message for a failure: the TLS reason when there is one, else err's. */
+const char *sock_error(const struct sock *s);
+/* Whether bytes wait to be taken (buffered here or by TLS). */
+int sock_dirty(const struct sock *s);
+/* Takes over fd (and TLS state ssl): a connection from the pool. */
+void sock_adopt(struct sock *s, int fd, void *ssl);
+/* Gives up fd and TLS state (to the pool): the sock is closed, the connection is not. */
+void sock_release(struct sock *s, int *fd, void **ssl);
 
 #endif

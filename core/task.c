@@ -12,6 +12,7 @@
 #include "request.h"
 #include "rt.h"
 #include "server.h"
+#include "spawn.h"
 #include "task.h"
 #include "worker.h"
 
@@ -180,8 +181,10 @@ int task_yield_slice(lua_State *L, struct task *t, lua_KContext ctx, lua_KFuncti
 /* A task is woken: for a request, first notice whether the web server is still there. */
 static void wake(struct task *t) {
   struct conn *c = t->req->conn;
+  int nargs = t->nargs; /* a spawned task's first resume passes its arguments */
   if (c) conn_alive(c); /* so the next write knows the peer left */
-  task_run(t, 0);
+  t->nargs = 0;
+  task_run(t, nargs);
 }
 
 static void on_wake(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -235,6 +238,15 @@ static void on_file(const char *path, void *ud) { server_watch(((struct rt *)ud)
 
 static void prepare(lua_State *L, void *ud) { ((struct rt *)ud)->w->srv->bindings->prepare(L); }
 
+static void loading(struct app *a, void *ud) { ((struct rt *)ud)->loading = a; }
+
+/* An app that failed to load: the timers its file set go with it. */
+static void failed(struct app *a, void *ud) {
+  struct rt *rt = ud;
+  rt->loading = NULL;
+  timers_drop(rt, a);
+}
+
 /* Runs a function of the state (the app file, at load time) under the guard. */
 static int run_guarded(lua_State *L, int nargs, int nres, void *ud) {
   struct rt *rt = ud;
@@ -270,6 +282,8 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
                              .prepare = prepare,
                              .run = run_guarded,
                              .on_file = s->cfg.reload_on_change ? on_file : NULL,
+                             .loading = loading,
+                             .failed = failed,
                              .ud = rt};
   w->rt = rt;
   tls_rt = rt;
@@ -306,12 +320,17 @@ void rt_reload(struct worker *w) {
   }
   struct app *old = rt->app;
   rt->app = a;
+  timers_premature(rt, old); /* the old app's pending timers run now, premature */
   app_unref(old);
   stat_add(&w->st.reloads, 1);
   slog("worker %d: reloaded %s", w->id, w->srv->cfg.app);
 }
 
-unsigned rt_live(const struct worker *w) { return w->rt ? w->rt->nlive : 0; }
+unsigned rt_live(const struct worker *w) { return w->rt ? w->rt->nlive + w->rt->ntimers : 0; }
+
+void rt_stopping(struct worker *w) {
+  if (w->rt) timers_premature(w->rt, NULL);
+}
 
 unsigned long long rt_busy_since(const struct worker *w, unsigned long long now_ns) {
   struct rt *rt = w->rt;

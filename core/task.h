@@ -40,6 +40,12 @@ struct task {
   lua_State *inline_chain[TASK_CHAIN];
   unsigned char inline_nowait[TASK_CHAIN];
   unsigned char *chain_nowait;
+  /* a spawned task (scgi.spawn): */
+  struct task *prev, *next; /* in its request's list */
+  struct task_box *box;     /* its Lua handle, held (box_ref) while it runs */
+  int box_ref;
+  struct task *waiter; /* the task waiting for it in scgi.wait */
+  int nargs;           /* the arguments its first resume passes */
 };
 
 /* A worker's runtime; the fields the guard's watchdog reads are atomics. */
@@ -63,6 +69,9 @@ struct rt {
   unsigned nlive;
   struct request *free; /* a pool of request structs */
   unsigned nfree;
+  struct timer *timers; /* pending scgi.timer and scgi.every */
+  unsigned ntimers, nspawned;
+  struct app *loading; /* the app whose file is being loaded (timers set then belong to it) */
 };
 
 #define REQUEST_POOL 64

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "rt.h"
 #include "server.h"
+#include "tls.h"
 #include "worker.h"
 
 void worker_conn_done(struct worker *w) {
@@ -27,6 +28,7 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents) {
   if (stop == 1 && !w->stopping) {
     w->stopping = 1;
     accept_worker_stop(w);
+    rt_stopping(w);
     worker_conn_done(w);
   }
 }
@@ -41,6 +43,8 @@ int worker_init(struct worker *w, struct server *s, int id) {
   ev_async_init(&w->wake, on_wake);
   ev_async_start(w->loop, &w->wake);
   accept_worker_init(w);
+  pool_init(&w->pool, w->loop);
+  resolve_done_init(&w->resolved, w->loop);
   return 0;
 }
 
@@ -60,11 +64,19 @@ void worker_teardown(struct worker *w) {
   conn_close_all(w);
   conn_pool_free(w);
   rt_close(w);
+  pool_fini(&w->pool);
+  tls_thread_cleanup();
   accept_worker_close(w);
   free(w->hdrs);
   free(w->scratch);
   w->hdrs = NULL;
   w->scratch = NULL;
+}
+
+void worker_fini(struct worker *w) {
+  resolve_done_fini(&w->resolved);
+  ev_loop_destroy(w->loop);
+  w->loop = NULL;
 }
 
 /* Builds the runtime, reports to the main thread, waits for the listener, serves. */

@@ -9,6 +9,8 @@
 
 #include "accept.h"
 #include "conn.h"
+#include "pool.h"
+#include "resolver.h"
 #include "stats.h"
 
 struct server;
@@ -45,6 +47,8 @@ struct worker {
   char *scratch; /* drained bytes go here */
   uint64_t spurious;
   struct worker_stats st;
+  struct sock_pool pool;        /* idle outbound connections (setkeepalive) */
+  struct resolve_done resolved; /* names the resolver looked up for this worker */
   struct head_cache head_cache;
   struct rt *rt; /* the worker's Lua runtime */
   char load_error[1024];
@@ -56,6 +60,9 @@ int worker_init(struct worker *w, struct server *s, int id);
    0, or -1 with the reason in w->load_error. worker_teardown undoes it. */
 int worker_setup(struct worker *w);
 void worker_teardown(struct worker *w);
+/* Frees what worker_init made, once the worker's thread is done and no resolver thread can
+   answer it any more. */
+void worker_fini(struct worker *w);
 void *worker_main(void *arg);
 /* A connection was freed: a stopping worker whose last one went ends its loop. */
 void worker_conn_done(struct worker *w);

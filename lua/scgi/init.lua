@@ -13,6 +13,15 @@ scgi.sleep = core.sleep
 scgi.worker = core.worker
 -- scgi.now(): a monotonic clock in seconds.
 scgi.now = core.now
+-- scgi.spawn(f, ...): f(...) as a task of the running request (it shares its budget and ends
+-- with it); scgi.wait(task): true, its results... or false, its error; scgi.kill(task).
+scgi.spawn = core.spawn
+scgi.wait = core.wait
+scgi.kill = core.kill
+-- scgi.timer(delay, f, ...) and scgi.every(interval, f, ...): f(premature, ...) later, outside any
+-- request, with the whole cooperative API; premature is true when the worker stops or reloads.
+scgi.timer = core.timer
+scgi.every = core.every
 -- scgi.connect(host, port) or scgi.connect("/unix/path"): a cooperative socket with LuaSocket's
 -- send, receive, settimeout, close, setoption and shutdown; waits park the request, not the worker.
 scgi.connect = core.connect
