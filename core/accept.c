@@ -74,7 +74,7 @@ static struct worker *least_busy(struct server *s, uint64_t now) {
   uint64_t best_load = UINT64_MAX;
   for (int k = 0; k < s->nworkers; k++) {
     struct worker *w = &s->workers[(s->next_worker + k) % s->nworkers];
-    uint64_t load = stat_get(&w->st.active_connections) + queued(w);
+    uint64_t load = stat_get(&w->st->active_connections) + queued(w);
     if (rt_busy_since(w, now) >= BUSY_NS) load += 1u << 20;
     if (load < best_load) {
       best = w;

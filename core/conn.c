@@ -51,7 +51,7 @@ static void conn_free(struct conn *c) {
     w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   w->nconns--;
-  stat_set(&w->st.active_connections, w->nconns);
+  stat_set(&w->st->active_connections, w->nconns);
   free(c->rec.uri);
   if (w->nfree < CONN_POOL && c->in_cap == IN_START && (c->out == NULL || c->out_cap == OUT_CAP)) {
     c->next = w->free_conns; /* keep the struct and its buffers for the next connection */
@@ -182,8 +182,8 @@ static void note_head(struct conn *c, const char *p, size_t n) {
             "#%llu %s %s: the response does not start with a CGI head (%s): the web server "
             "answers 502",
             (unsigned long long)c->rec.id, logm(c), logu(c), why);
-    stat_add(&c->w->st.bad_heads, 1);
-    stat_add(&c->w->st.errors, 1);
+    stat_add(&c->w->st->bad_heads, 1);
+    stat_add(&c->w->st->errors, 1);
   }
 }
 
@@ -625,7 +625,7 @@ static void conn_refuse(struct worker *w, int fd, uint64_t id) {
           (unsigned long long)id, w->srv->cfg.max_connections);
   ssize_t n = send(fd, refused_answer, sizeof refused_answer - 1, MSG_NOSIGNAL);
   rec.bytes_out = n > 0 ? (uint64_t)n : 0;
-  stat_add(&w->st.refused, 1);
+  stat_add(&w->st->refused, 1);
   stats_request_done(w, &rec);
   shutdown(fd, SHUT_WR);
   struct refusal *f = w->nrefusals < REFUSAL_RESERVE ? calloc(1, sizeof *f) : NULL;
@@ -673,8 +673,8 @@ void conn_accept(struct worker *w, int fd) {
   if (w->conns) w->conns->prev = c;
   w->conns = c;
   w->nconns++;
-  stat_add(&w->st.connections, 1);
-  stat_set(&w->st.active_connections, w->nconns);
+  stat_add(&w->st->connections, 1);
+  stat_set(&w->st->active_connections, w->nconns);
   conn_read_head(c);
 }
 

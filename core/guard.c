@@ -100,6 +100,28 @@ void guard_begin(struct rt *rt, double allowance, double deadline) {
   atomic_store_explicit(&rt->resume_ns, now, memory_order_release);
 }
 
+void guard_save(struct rt *rt, struct guard_state *g) {
+  g->current = rt->current;
+  g->running = rt->running;
+  g->resume_ns = atomic_load_explicit(&rt->resume_ns, memory_order_relaxed);
+  g->limit_ns = atomic_load_explicit(&rt->limit_ns, memory_order_relaxed);
+  g->allowance_end_ns = rt->allowance_end_ns;
+  g->allowance = rt->allowance;
+  g->killed = rt->killed;
+  g->cleanup = rt->cleanup;
+}
+
+void guard_restore(struct rt *rt, const struct guard_state *g) {
+  rt->current = g->current;
+  rt->running = g->running;
+  rt->allowance_end_ns = g->allowance_end_ns;
+  rt->allowance = g->allowance;
+  rt->killed = g->killed;
+  rt->cleanup = g->cleanup;
+  atomic_store_explicit(&rt->limit_ns, g->limit_ns, memory_order_relaxed);
+  atomic_store_explicit(&rt->resume_ns, g->resume_ns, memory_order_release);
+}
+
 void guard_set_deadline(struct rt *rt, double deadline) {
   atomic_store_explicit(&rt->limit_ns, limit_of(rt, now_ns(), deadline), memory_order_relaxed);
 }

@@ -114,13 +114,13 @@ static int l_worker(lua_State *L) {
   struct worker *w = rt->w;
   lua_createtable(L, 0, 12);
   set_int(L, "id", (uint64_t)w->id);
-  set_int(L, "requests", stat_get(&w->st.requests));
-  set_int(L, "errors", stat_get(&w->st.errors));
-  set_int(L, "connections", stat_get(&w->st.connections));
+  set_int(L, "requests", stat_get(&w->st->requests));
+  set_int(L, "errors", stat_get(&w->st->errors));
+  set_int(L, "connections", stat_get(&w->st->connections));
   set_int(L, "active_connections", w->nconns);
   set_int(L, "active_requests", rt->nlive);
-  set_int(L, "bytes_in", stat_get(&w->st.bytes_in));
-  set_int(L, "bytes_out", stat_get(&w->st.bytes_out));
+  set_int(L, "bytes_in", stat_get(&w->st->bytes_in));
+  set_int(L, "bytes_out", stat_get(&w->st->bytes_out));
   set_int(L, "lua_memory", rt->mem.used);
   set_int(L, "lua_memory_limit", rt->mem.limit);
   return 1;

@@ -61,6 +61,8 @@ int lsocket_park(lua_State *L, struct lsock *u, int events, double timeout, lua_
     u->s.timeout = timeout;
     sock_wait(&u->s, t->req->rt->w->loop, events);
     u->s.timeout = saved;
+  } else {
+    sock_wait_timer(&u->s, t->req->rt->w->loop, timeout);
   }
   return task_wait_other(L, t, cancel, u, ctx, k);
 }
@@ -137,6 +139,12 @@ static int resolved_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   if (u->job == NULL) return lsocket_fail(L, "closed");
+  if (u->s.timed_out) { /* the lookup outlived the timeout: its answer is dropped when it comes */
+    u->s.timed_out = 0;
+    u->job->cancelled = 1;
+    u->job = NULL;
+    return lsocket_fail(L, "timeout");
+  }
   if (u->job->err) {
     const char *why = resolver_error(u->job->err);
     free(u->job);
@@ -149,6 +157,7 @@ static int resolved_k(lua_State *L, int status, lua_KContext ctx) {
 static void on_resolved(struct resolve_job *j) {
   struct lsock *u = j->owner;
   struct task *t = u->waiter;
+  sock_unwait(&u->s); /* the timeout's timer */
   u->waiter = NULL;
   if (t) task_wake(t);
 }
@@ -187,10 +196,10 @@ static int tcp_connect(lua_State *L) {
   if (pool_get(&w->pool, u->key, &fd, &ssl, &u->reused)) {
     sock_adopt(&u->s, fd, ssl);
     u->reused++;
-    stat_set(&w->st.pooled_sockets, w->pool.n);
+    stat_set(&w->st->pooled_sockets, w->pool.n);
     return connected(L, u);
   }
-  stat_set(&w->st.pooled_sockets, w->pool.n);
+  stat_set(&w->st->pooled_sockets, w->pool.n);
   if (u->family == AF_UNIX) return connect_next(L, u);
   j->owner = u;
   j->done = on_resolved;
@@ -199,7 +208,7 @@ static int tcp_connect(lua_State *L) {
   if (rc == 1) return resolved_k(L, LUA_OK, 0); /* a numeric address */
   if (rc < 0) return lsocket_fail(L, "no resolver");
   lua_settop(L, 1);
-  return lsocket_park(L, u, 0, -1, 0, resolved_k);
+  return lsocket_park(L, u, 0, u->s.timeout, 0, resolved_k);
 }
 
 /* ---- send and receive ---- */
@@ -377,7 +386,7 @@ static int tcp_setkeepalive(lua_State *L) {
     struct sock s = {.fd = fd, .ssl = ssl};
     sock_close(&s);
   }
-  stat_set(&w->st.pooled_sockets, w->pool.n);
+  stat_set(&w->st->pooled_sockets, w->pool.n);
   lua_pushinteger(L, 1);
   return 1;
 }

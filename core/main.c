@@ -69,8 +69,21 @@ static int parse_args(struct server *s, int argc, char **argv, int *check) {
     size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
     snprintf(name, sizeof name, "%.*s", (int)len, a + 2);
     int known = config_known(name);
-    if (strcmp(name, "check") == 0) {
-      *check = 1;
+    if (strcmp(name, "check") == 0) { /* --check=quiet (the supervisor's): no "ok" line */
+      *check = eq && strcmp(eq + 1, "quiet") == 0 ? 2 : 1;
+      continue;
+    }
+    if (strcmp(name, "serving") == 0) { /* from the supervisor: LISTEN,STATS,SLOT,READY,GEN */
+      static char fd_addr[32];
+      int lfd, ready;
+      const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : "";
+      if (sscanf(v, "%d,%d,%d,%d,%d", &lfd, &s->stats_fd, &s->stats_slot, &ready, &s->generation) !=
+          5)
+        return bad_usage("--serving is the supervisor's");
+      snprintf(fd_addr, sizeof fd_addr, "fd:%d", lfd);
+      s->cfg.socket = fd_addr;
+      s->ready_fd = ready;
+      s->serving = 1;
       continue;
     }
     if (strcmp(name, "status") == 0) {
@@ -100,20 +113,26 @@ static int parse_args(struct server *s, int argc, char **argv, int *check) {
 
 int main(int argc, char **argv) {
   static struct server s;
-  char err[1024];
+  char err[1024] = "";
   int check = 0;
   config_init(&s.cfg);
+  s.ready_fd = s.stats_fd = -1;
   int rc = parse_args(&s, argc, argv, &check);
   if (rc >= 0) return rc;
   s.lua_path_prefix = module_path();
   s.fn_ref = LUA_NOREF;
   s.bindings = &scgi_bindings;
-  rc = check ? server_check(&s, err, sizeof err) : server_run(&s, err, sizeof err);
+  if (check)
+    rc = server_check(&s, err, sizeof err);
+  else if (s.serving || s.cfg.no_master)
+    rc = server_run(&s, err, sizeof err);
+  else
+    rc = super_run(&s, argc, argv, err, sizeof err);
   free((char *)s.lua_path_prefix);
   if (rc != 0) {
-    fprintf(stderr, "scgi-lua: %s\n", err);
-    return 1;
+    if (err[0]) fprintf(stderr, "scgi-lua: %s\n", err);
+    return rc;
   }
-  if (check) fprintf(stderr, "scgi-lua: %s: ok\n", s.cfg.app);
-  return 0;
+  if (check == 1) fprintf(stderr, "scgi-lua: %s: ok\n", s.cfg.app);
+  return rc;
 }

@@ -41,20 +41,20 @@ static void request_end(struct request *r, enum request_end why, const char *det
   detach_client(r);
   switch (why) {
   case END_ERROR:
-    stat_add(&w->st.errors, 1);
+    stat_add(&w->st->errors, 1);
     if (r->budget_killed) {
-      stat_add(&w->st.timeout_stops, 1);
+      stat_add(&w->st->timeout_stops, 1);
       slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent; the handler is stopped: %s",
               (unsigned long long)r->id, method_of(r), uri_of(r), budget, detail);
     } else {
-      if (r->cpu_killed) stat_add(&w->st.cpu_stops, 1);
+      if (r->cpu_killed) stat_add(&w->st->cpu_stops, 1);
       slog_at(LOG_ERROR, "#%llu %s %s: handler error: %s", (unsigned long long)r->id, method_of(r),
               uri_of(r), detail);
     }
     break;
   case END_BUDGET:
-    stat_add(&w->st.errors, 1);
-    stat_add(&w->st.timeout_stops, 1);
+    stat_add(&w->st->errors, 1);
+    stat_add(&w->st->timeout_stops, 1);
     slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent; the handler is stopped",
             (unsigned long long)r->id, method_of(r), uri_of(r), budget);
     break;
@@ -105,8 +105,8 @@ static void request_free(struct request *r) {
     rt->live = r->next;
   if (r->next) r->next->prev = r->prev;
   rt->nlive--;
-  stat_set(&w->st.active_requests, rt->nlive);
-  stat_set(&w->st.lua_memory, rt->mem.used);
+  stat_set(&w->st->active_requests, rt->nlive);
+  stat_set(&w->st->lua_memory, rt->mem.used);
   app_unref(r->app);
   free(r->uri);
   if (rt->nfree < REQUEST_POOL) { /* kept for the next request */
@@ -136,6 +136,8 @@ void request_close_task(struct task *t, int reusable) {
   struct rt *rt = r->rt;
   if (!reusable) {
     lua_State *L = r->app->L;
+    struct guard_state outer; /* a task killed from another task runs its clean-up inside it */
+    guard_save(rt, &outer);
     for (int i = 0; i < t->depth; i++)
       lua_sethook(t->chain[i], NULL, 0, 0);
     rt->cleanup = 1;
@@ -152,8 +154,7 @@ void request_close_task(struct task *t, int reusable) {
       lua_settop(t->chain[i], 0);
     }
     guard_end(rt);
-    rt->cleanup = 0;
-    rt->current = NULL;
+    guard_restore(rt, &outer);
     if (r->stopped_twice) {
       slog_at(LOG_ERROR,
               "#%llu %s %s: its clean-up (to-be-closed variables) ran over %g s and was stopped "
@@ -178,7 +179,7 @@ const char *request_describe_error(struct request *r, lua_State *co, int st) {
   if (st == LUA_ERRMEM && rt->mem.limit) {
     lua_pushfstring(L, "not enough memory (limit %f MiB, in use %f MiB)",
                     (double)rt->mem.limit / 1048576.0, (double)rt->mem.used / 1048576.0);
-    stat_add(&rt->w->st.memory_stops, 1);
+    stat_add(&rt->w->st->memory_stops, 1);
   } else {
     rt->cleanup = 1;
     rt->current = &r->main;
@@ -329,7 +330,7 @@ struct request *request_new(struct rt *rt, struct app *app, uint64_t id, double 
   if (rt->live) rt->live->prev = r;
   rt->live = r;
   rt->nlive++;
-  stat_set(&rt->w->st.active_requests, rt->nlive);
+  stat_set(&rt->w->st->active_requests, rt->nlive);
   return r;
 }
 

@@ -11,13 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RESOLVER_THREADS_MAX 8
+#define RESOLVER_THREADS_MAX 16 /* lookups that may wait on a slow DNS at once */
 
 struct resolver {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   struct resolve_job *head, *tail;
-  int stop, nthreads;
+  int stop, nthreads, idle, queued;
   pthread_t threads[RESOLVER_THREADS_MAX];
 };
 
@@ -60,11 +60,14 @@ static void *resolver_thread(void *arg) {
   pthread_sigmask(SIG_BLOCK, &all, NULL);
   pthread_mutex_lock(&rs->mu);
   for (;;) {
+    rs->idle++;
     while (!rs->stop && rs->head == NULL)
       pthread_cond_wait(&rs->cv, &rs->mu);
+    rs->idle--;
     if (rs->head == NULL) break;
     struct resolve_job *j = rs->head;
     rs->head = j->next;
+    rs->queued--;
     if (rs->head == NULL) rs->tail = NULL;
     pthread_mutex_unlock(&rs->mu);
     lookup(j, 0);
@@ -81,8 +84,10 @@ struct resolver *resolver_start(int threads) {
   pthread_mutex_init(&rs->mu, NULL);
   pthread_cond_init(&rs->cv, NULL);
   if (threads > RESOLVER_THREADS_MAX) threads = RESOLVER_THREADS_MAX;
+  pthread_mutex_lock(&rs->mu);
   for (int i = 0; i < threads; i++)
     if (pthread_create(&rs->threads[rs->nthreads], NULL, resolver_thread, rs) == 0) rs->nthreads++;
+  pthread_mutex_unlock(&rs->mu);
   if (rs->nthreads == 0) {
     free(rs);
     return NULL;
@@ -162,6 +167,10 @@ int resolver_lookup(struct resolver *rs, struct resolve_job *j) {
   else
     rs->head = j;
   rs->tail = j;
+  rs->queued++;
+  if (rs->queued > rs->idle && rs->nthreads < RESOLVER_THREADS_MAX && /* all busy: one more */
+      pthread_create(&rs->threads[rs->nthreads], NULL, resolver_thread, rs) == 0)
+    rs->nthreads++;
   pthread_cond_signal(&rs->cv);
   pthread_mutex_unlock(&rs->mu);
   return 0;

@@ -83,7 +83,7 @@ static void on_reload_signal(struct ev_loop *loop, ev_signal *sig, int revents) 
   (void)loop;
   (void)revents;
   if (s->stopping) return;
-  slog("reloading %s", s->cfg.app ? s->cfg.app : "(function handler)");
+  if (!s->serving) slog("reloading %s", s->cfg.app ? s->cfg.app : "(function handler)");
   for (int i = 0; i < s->nworkers; i++) {
     atomic_store(&s->workers[i].reload, 1);
     ev_async_send(s->workers[i].loop, &s->workers[i].wake);
@@ -155,7 +155,8 @@ static int start_workers(struct server *s, char *err, size_t errlen) {
   pthread_sigmask(SIG_BLOCK, &all, &old); /* signals go to the main thread only */
   for (int i = 0; i < s->nworkers; i++) {
     struct worker *w = &s->workers[i];
-    if (worker_init(w, s, i) < 0 || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+    if (worker_init(w, s, i) < 0 || (w->st = stats_worker(s->stats, s->stats_slot, i),
+                                     pthread_create(&w->thread, NULL, worker_main, w) != 0)) {
       snprintf(err, errlen, "cannot start worker %d", i);
       s->nworkers = i;
       pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -194,84 +195,11 @@ static void join_workers(struct server *s) {
     worker_fini(&s->workers[i]);
 }
 
-/* The default socket lives in /tmp/<uid>, which anyone could have made first: it must be a real
-   directory of ours that nobody else can write, or another user could replace the socket. */
-static int check_default_dir(const char *path, char *err, size_t errlen) {
-  char dir[256];
-  struct stat st;
-  snprintf(dir, sizeof dir, "%s", path);
-  char *slash = strrchr(dir, '/');
-  if (slash) *slash = '\0';
-  if (lstat(dir, &st) < 0) {
-    if (errno != ENOENT) goto bad;
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) goto bad;
-    if (lstat(dir, &st) < 0) goto bad;
-  }
-  if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022)) {
-    snprintf(err, errlen,
-             "%s is not a directory of uid %ld that only it can write (owner uid %ld, mode %o); "
-             "refusing to put the socket there: remove it, or choose a --socket",
-             dir, (long)geteuid(), (long)st.st_uid, (unsigned)(st.st_mode & 07777));
-    return -1;
-  }
-  return 0;
-bad:
-  snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
-  return -1;
-}
-
-/* systemd socket activation: the socket is fd 3 when LISTEN_PID names this process. Taken
-   for --socket systemd, and when no --socket is given. */
-static const char *socket_address(struct server *s, char *buf, size_t len, char *err,
-                                  size_t errlen) {
-  const char *addr = s->cfg.socket, *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
-  int passed = pid && fds && atol(pid) == (long)getpid() && atoi(fds) >= 1;
-  int want = addr && strcmp(addr, "systemd") == 0;
-  if (want && !passed) {
-    snprintf(err, errlen,
-             "--socket systemd: no socket was passed (LISTEN_PID and LISTEN_FDS do "
-             "not name this process; start it from a systemd .socket unit)");
-    return NULL;
-  }
-  if (passed && (want || addr == NULL)) {
-    unsetenv("LISTEN_PID");
-    unsetenv("LISTEN_FDS");
-    unsetenv("LISTEN_FDNAMES");
-    return "fd:3";
-  }
-  if (addr) return addr;
-  addr = config_default_socket(buf, len);
-  return check_default_dir(addr, err, errlen) < 0 ? NULL : addr;
-}
-
-static int write_pid_file(const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "w");
-  if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
-    snprintf(err, errlen, "cannot write the pid file %s: %s", path, strerror(errno));
-    return -1;
-  }
-  return 0;
-}
-
 static void on_usr1(struct ev_loop *loop, ev_signal *sig, int revents) {
   struct server *s = server_of(sig, offsetof(struct server, sig_usr1));
   (void)loop;
   (void)revents;
   log_reopen(s->log);
-}
-
-/* Binds the listener, gives the socket its owner, writes the pid file. */
-static int open_listener(struct server *s, char *err, size_t errlen) {
-  char where[512];
-  const char *addr = socket_address(s, where, sizeof where, err, errlen);
-  if (addr == NULL ||
-      listener_open(&s->lst, addr, s->cfg.socket_mode, s->cfg.backlog, err, errlen) < 0)
-    return -1;
-  if (s->cfg.socket_owner && priv_chown_socket(&s->lst, s->cfg.socket_owner, err, errlen) < 0)
-    return -1;
-  if (s->cfg.pid_file && write_pid_file(s->cfg.pid_file, err, errlen) < 0) return -1;
-  atomic_store(&s->listen_fd, s->lst.fd);
-  return 0;
 }
 
 static void start_signals(struct server *s) {
@@ -303,6 +231,7 @@ static void stop_signals(struct server *s) {
 
 int server_check(struct server *s, char *err, size_t errlen) {
   struct worker w;
+  struct worker_stats st;
   int rc = 1;
   s->nworkers = 1;
   s->workers = &w;
@@ -311,6 +240,8 @@ int server_check(struct server *s, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot create an event loop");
     return 1;
   }
+  memset(&st, 0, sizeof st);
+  w.st = &st;
   for (int i = 0; i < s->cfg.nshared; i++)
     if ((s->dicts[i] = shdict_new(s->cfg.shared_name[i], s->cfg.shared_size[i])) != NULL)
       s->ndicts = i + 1;
@@ -326,14 +257,56 @@ int server_check(struct server *s, char *err, size_t errlen) {
   return rc;
 }
 
+/* The figures' table: the supervisor's (a serving process), or one of this process's. */
+static int open_stats(struct server *s, char *err, size_t errlen) {
+  if (s->serving) {
+    s->stats = stats_table_attach(s->stats_fd);
+    close(s->stats_fd);
+    if (s->stats == NULL || s->stats_slot < 0 || (uint32_t)s->stats_slot >= s->stats->nprocs ||
+        (uint32_t)s->nworkers > s->stats->nworkers) {
+      snprintf(err, errlen, "--serving: not the supervisor's figures table");
+      return -1;
+    }
+  } else if ((s->stats = stats_table_new(1, s->nworkers, NULL)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  struct proc_stats *ps = stats_proc(s->stats, s->stats_slot);
+  for (int i = 0; i < s->nworkers; i++)
+    memset(stats_worker(s->stats, s->stats_slot, i), 0, sizeof(struct worker_stats));
+  stat_set(&ps->generation, (uint64_t)s->generation);
+  stat_set(&ps->started_ms, stats_wall_ms());
+  stat_set(&ps->pid, (uint64_t)getpid());
+  return 0;
+}
+
+/* A serving process tells its supervisor it serves (and the supervisor logs the line). */
+static void announce(struct server *s) {
+  if (!s->serving) {
+    slog("listening on %s (%d worker%s)", s->lst.name, s->nworkers, s->nworkers == 1 ? "" : "s");
+    if (s->web.lst.fd >= 0) slog("stats on %s", s->web.lst.name);
+    if (s->cfg.memory_limit > 0) slog("Lua memory limit: %g MiB per worker", s->cfg.memory_limit);
+    return;
+  }
+  stat_set(&stats_proc(s->stats, s->stats_slot)->ready, 1);
+  if (s->ready_fd >= 0 && write(s->ready_fd, "r", 1) < 0)
+    slog_at(LOG_WARN, "cannot tell the supervisor");
+  if (s->ready_fd >= 0) close(s->ready_fd);
+  s->ready_fd = -1;
+}
+
 int server_run(struct server *s, char *err, size_t errlen) {
-  int rc = 1, drop = s->cfg.user || s->cfg.group;
+  int rc = 1, drop = (s->cfg.user || s->cfg.group) && !s->serving;
   s->nworkers = s->fn_L ? 1 : s->cfg.workers > 0 ? s->cfg.workers : online_cpus();
   s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
-  s->lst.fd = s->stats_lst.fd = -1;
+  s->lst.fd = s->web.lst.fd = -1;
   s->started = clock_now();
   if (s->workers == NULL) {
     snprintf(err, errlen, "out of memory");
+    return 1;
+  }
+  if (open_stats(s, err, errlen) < 0) {
+    free(s->workers);
     return 1;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -362,21 +335,24 @@ int server_run(struct server *s, char *err, size_t errlen) {
   ev_async_start(s->loop, &s->done);
   /* The app loads before the socket exists, so a broken app leaves nothing behind; with --user
      the socket is bound first, as root, and the app loads after the privileges are dropped. */
-  if (drop && (open_listener(s, err, errlen) < 0 || priv_drop(&s->cfg, err, errlen) < 0)) goto fail;
+  if (drop && (listen_open(s, err, errlen) < 0 || priv_drop(&s->cfg, err, errlen) < 0)) goto fail;
+  if (s->serving && (listen_open(s, err, errlen) < 0 ||
+                     ((s->cfg.user || s->cfg.group) && priv_drop(&s->cfg, err, errlen) < 0)))
+    goto fail;
   if (s->cfg.app && s->cfg.reload_on_change) server_watch(s, s->cfg.app);
-  if ((s->resolver = resolver_start(4)) == NULL) {
+  if ((s->resolver = resolver_start(2)) == NULL) {
     snprintf(err, errlen, "cannot start the resolver threads");
     goto fail;
   }
   if (start_workers(s, err, errlen) < 0) goto fail;
   if (rt_guard_start(s, err, errlen) < 0) goto fail;
-  if (!drop && open_listener(s, err, errlen) < 0) goto fail;
-  if (stats_start(s, err, errlen) < 0) goto fail;
+  if (!drop && !s->serving && listen_open(s, err, errlen) < 0) goto fail;
+  if (stats_web_start(&s->web, s->serving ? NULL : s->cfg.stats, s->loop, s->stats, err, errlen) <
+      0)
+    goto fail;
   start_signals(s); /* before the "listening" line: whoever reads it may signal at once */
-  slog("listening on %s (%d worker%s)", s->lst.name, s->nworkers, s->nworkers == 1 ? "" : "s");
-  if (s->stats_lst.fd >= 0) slog("stats on %s", s->stats_lst.name);
-  if (s->cfg.memory_limit > 0) slog("Lua memory limit: %g MiB per worker", s->cfg.memory_limit);
   accept_start(s);
+  announce(s);
   release_workers(s, 1);
   ev_run(s->loop, 0);
   stop_signals(s);
@@ -388,15 +364,11 @@ fail:
   rt_guard_stop(s);
   if (s->loop) {
     ev_async_stop(s->loop, &s->done);
-    stats_stop(s);
+    stats_web_stop(&s->web);
     ev_loop_destroy(s->loop);
     s->loop = NULL;
   }
-  if (atomic_load(&s->listen_fd) < 0) s->lst.fd = -1; /* a worker closed it */
-  listener_close(&s->lst);
-  if (s->cfg.pid_file && s->lst.name[0] && unlink(s->cfg.pid_file) < 0 && errno != ENOENT)
-    slog_at(LOG_WARN, "cannot remove %s: %s (uid %ld cannot write its directory)", s->cfg.pid_file,
-            strerror(errno), (long)geteuid());
+  listen_close(s);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->files_mu);
@@ -409,6 +381,9 @@ fail:
   free(s->mtimes);
   free(s->workers);
   s->workers = NULL;
+  if (s->stats) stat_set(&stats_proc(s->stats, s->stats_slot)->pid, 0);
+  stats_table_free(s->stats);
+  s->stats = NULL;
   log_stop(s->log);
   s->log = NULL;
   return rc;

@@ -11,6 +11,7 @@
 #include "addr.h"
 #include "config.h"
 #include "log.h"
+#include "stats.h"
 
 #define SCGI_VERSION "0.2.0"
 #define SCGI_MAX_DICTS 16
@@ -42,9 +43,14 @@ struct server {
   pthread_cond_t cv;
   int ready, failed, go; /* start-up handshake: states built, then the listener is there */
   int stopping;
-  double started; /* start time (monotonic), for the uptime */
-  struct listener stats_lst;
-  ev_io stats_w;
+  double started;            /* start time (monotonic), for the uptime */
+  struct stats_web web;      /* --stats (not in a serving process: its supervisor has it) */
+  struct stats_table *stats; /* the figures; shared with the supervisor in a serving process */
+  int stats_slot;            /* this process's slot in it */
+  int serving;               /* a serving process under the supervisor */
+  int ready_fd;              /* serving: written once the workers serve, then closed */
+  int stats_fd;              /* serving: the supervisor's table */
+  int generation;
   struct logger *log;
   ev_timer watch_timer; /* --reload-on-change */
   pthread_mutex_t files_mu;
@@ -71,6 +77,14 @@ int server_run(struct server *s, char *err, size_t errlen);
 int server_check(struct server *s, char *err, size_t errlen);
 /* --reload-on-change watches path too (the app file, and each Lua module a worker loads). */
 void server_watch(struct server *s, const char *path);
+
+/* super.c: the supervising process: binds the listener, runs and replaces the serving
+   processes (this program again, with --serving); returns the exit status (0, or 1 with err). */
+int super_run(struct server *s, int argc, char **argv, char *err, size_t errlen);
+
+/* listen.c */
+int listen_open(struct server *s, char *err, size_t errlen);
+void listen_close(struct server *s);
 
 /* priv.c */
 int priv_chown_socket(struct listener *l, const char *owner, char *err, size_t errlen);

@@ -172,6 +172,15 @@ void sock_wait(struct sock *s, struct ev_loop *loop, int events) {
   }
 }
 
+void sock_wait_timer(struct sock *s, struct ev_loop *loop, double timeout) {
+  s->loop = loop;
+  s->timed_out = 0;
+  if (timeout < 0) return;
+  ev_now_update(loop);
+  ev_timer_set(&s->timer, timeout, 0.);
+  ev_timer_start(loop, &s->timer);
+}
+
 void sock_unwait(struct sock *s) {
   if (s->loop == NULL) return;
   ev_io_stop(s->loop, &s->io);

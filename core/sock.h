@@ -37,6 +37,8 @@ int sock_send(struct sock *s, const char *p, size_t n, size_t *sent);
 int sock_fill(struct sock *s);
 void sock_take(struct sock *s, size_t n);
 void sock_wait(struct sock *s, struct ev_loop *loop, int events);
+/* Waits for nothing on the socket but the timeout (something else wakes the owner first). */
+void sock_wait_timer(struct sock *s, struct ev_loop *loop, double timeout);
 void sock_unwait(struct sock *s);
 void sock_close(struct sock *s);
 int sock_set_option(struct sock *s, const char *name, int on);

@@ -22,7 +22,7 @@ static void link_task(struct request *r, struct task *t) {
   if (r->spawned) r->spawned->prev = t;
   r->spawned = t;
   r->nspawned++;
-  stat_set(&r->rt->w->st.tasks, ++r->rt->nspawned);
+  stat_set(&r->rt->w->st->tasks, ++r->rt->nspawned);
 }
 
 static void unlink_task(struct request *r, struct task *t) {
@@ -32,7 +32,7 @@ static void unlink_task(struct request *r, struct task *t) {
     r->spawned = t->next;
   if (t->next) t->next->prev = t->prev;
   r->nspawned--;
-  stat_set(&r->rt->w->st.tasks, --r->rt->nspawned);
+  stat_set(&r->rt->w->st->tasks, --r->rt->nspawned);
 }
 
 struct task *spawn_task(lua_State *L, struct task *parent, int nargs, const char *mt) {
@@ -171,7 +171,7 @@ static void timer_unlink(struct timer *tm) {
     rt->timers = tm->next;
   if (tm->next) tm->next->prev = tm->prev;
   tm->prev = tm->next = NULL;
-  stat_set(&rt->w->st.timers, --rt->ntimers);
+  stat_set(&rt->w->st->timers, --rt->ntimers);
 }
 
 static void timer_free(struct timer *tm) {
@@ -256,7 +256,7 @@ int timer_add(struct rt *rt, struct app *app, lua_State *L, double delay, double
   tm->next = rt->timers;
   if (rt->timers) rt->timers->prev = tm;
   rt->timers = tm;
-  stat_set(&w->st.timers, ++rt->ntimers);
+  stat_set(&w->st->timers, ++rt->ntimers);
   ev_now_update(w->loop);
   ev_timer_init(&tm->w, on_timer, delay, 0.);
   ev_timer_start(w->loop, &tm->w);

@@ -1,13 +1,15 @@
-/* stats.c: per-request figures and the access log line; the --stats endpoint (JSON over plain
-   HTTP, served by the main thread) and the --status client that prints it as a table. */
+/* stats.c: the figures: the table that holds them (shared with the supervisor), what one request
+   adds to them, reading a response's status from its head, and the access log line. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -108,26 +110,51 @@ int stats_note_head(struct head_cache *hc, struct request_record *r, const char 
   return 0;
 }
 
-/* Called once per connection that carried a request: figures, then the access log line. */
-void stats_request_done(struct worker *w, const struct request_record *r) {
-  double ms = (clock_now() - r->start) * 1000.0;
-  int b = 0;
-  while (ms > stat_bucket_ms[b])
-    b++;
-  int cls = r->status >= 100 && r->status < 600 ? r->status / 100 : 0;
-  stat_add(&w->st.requests, 1);
-  stat_add(&w->st.status[cls], 1);
-  stat_add(&w->st.bytes_in, r->bytes_in);
-  stat_add(&w->st.bytes_out, r->bytes_out);
-  stat_add(&w->st.latency[b], 1);
-  stat_add(&w->st.latency_us, (uint64_t)(ms * 1000.0));
-  if (!log_access_enabled()) return;
-  char line[4096];
-  size_t n = log_time(line, 40);
-  int m = snprintf(line + n, sizeof line - n, " w%d #%llu %s %s %d %llu %.2f\n", w->id,
-                   (unsigned long long)r->id, r->method[0] ? r->method : "-", r->uri ? r->uri : "-",
-                   r->status, (unsigned long long)r->bytes_out, ms);
-  n += m < 0 ? 0 : (size_t)m;
+/* Writes s as a JSON string into line at *n (at most cap). */
+static void json_string(char *line, size_t *n, size_t cap, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  if (*n < cap) line[(*n)++] = '"';
+  for (; *s && *n + 7 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      line[(*n)++] = '\\';
+      line[(*n)++] = (char)c;
+    } else if (c < 0x20 || c >= 0x7f) { /* bytes as they came: escaped, never invalid UTF-8 */
+      memcpy(line + *n, "\\u00", 4);
+      line[*n + 4] = hex[c >> 4];
+      line[*n + 5] = hex[c & 15];
+      *n += 6;
+    } else {
+      line[(*n)++] = (char)c;
+    }
+  }
+  if (*n < cap) line[(*n)++] = '"';
+}
+
+/* The access log line: text (time, worker, id, method, URI, status, bytes sent, ms), or the same
+   fields as one JSON object. */
+static void access_line(struct worker *w, const struct request_record *r, double ms) {
+  char line[8192], when[40];
+  size_t n;
+  const char *method = r->method[0] ? r->method : "-", *uri = r->uri ? r->uri : "-";
+  log_time(when, sizeof when);
+  if (w->srv->cfg.access_log_format == LOG_FORMAT_JSON) {
+    n = (size_t)snprintf(line, sizeof line,
+                         "{\"time\":\"%s\",\"worker\":%d,\"id\":%llu,\"method\":", when, w->id,
+                         (unsigned long long)r->id);
+    json_string(line, &n, sizeof line - 96, method);
+    n += (size_t)snprintf(line + n, sizeof line - n, ",\"uri\":");
+    json_string(line, &n, sizeof line - 96, uri);
+    n += (size_t)snprintf(line + n, sizeof line - n,
+                          ",\"status\":%d,\"bytes_out\":%llu,\"bytes_in\":%llu,\"ms\":%.2f}\n",
+                          r->status, (unsigned long long)r->bytes_out,
+                          (unsigned long long)r->bytes_in, ms);
+  } else {
+    int m = snprintf(line, sizeof line, "%s w%d #%llu %s %s %d %llu %.2f\n", when, w->id,
+                     (unsigned long long)r->id, method, uri, r->status,
+                     (unsigned long long)r->bytes_out, ms);
+    n = m < 0 ? 0 : (size_t)m;
+  }
   if (n >= sizeof line) {
     n = sizeof line;
     line[n - 1] = '\n';
@@ -135,273 +162,81 @@ void stats_request_done(struct worker *w, const struct request_record *r) {
   log_access(line, n);
 }
 
-/* ---- the endpoint ---- */
-
-struct stats_conn {
-  ev_io io;
-  ev_timer timer;
-  struct server *srv;
-  char req[1024];
-  size_t len;
-};
-
-#define LOAD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
-
-struct buf {
-  char *p;
-  size_t len, cap;
-};
-
-static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct buf *b, const char *fmt, ...) {
-  va_list ap;
-  for (;;) {
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    char *q = realloc(b->p, b->cap * 2 + (size_t)n);
-    if (q == NULL) return;
-    b->p = q;
-    b->cap = b->cap * 2 + (size_t)n;
-  }
+/* Called once per connection that carried a request: figures, then the access log line. */
+void stats_request_done(struct worker *w, const struct request_record *r) {
+  double ms = (clock_now() - r->start) * 1000.0;
+  int b = 0;
+  while (ms > stat_bucket_ms[b])
+    b++;
+  int cls = r->status >= 100 && r->status < 600 ? r->status / 100 : 0;
+  stat_add(&w->st->requests, 1);
+  stat_add(&w->st->status[cls], 1);
+  stat_add(&w->st->bytes_in, r->bytes_in);
+  stat_add(&w->st->bytes_out, r->bytes_out);
+  stat_add(&w->st->latency[b], 1);
+  stat_add(&w->st->latency_us, (uint64_t)(ms * 1000.0));
+  if (log_access_enabled()) access_line(w, r, ms);
 }
 
-static void put_worker_json(struct buf *b, struct worker_stats *st, int id) {
-  if (id >= 0)
-    put(b, "{\"id\":%d,", id);
+/* ---- the table ---- */
+
+#define TABLE_MAGIC 0x5c61u
+
+static size_t table_size(int nprocs, int nworkers) {
+  return sizeof(struct stats_table) + (size_t)nprocs * sizeof(struct proc_stats) +
+         (size_t)nprocs * (size_t)nworkers * sizeof(struct worker_stats);
+}
+
+uint64_t stats_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct stats_table *stats_table_new(int nprocs, int nworkers, int *fd) {
+  size_t size = table_size(nprocs, nworkers);
+  struct stats_table *t;
+  if (fd) {
+    *fd = memfd_create("scgi-lua-stats", MFD_CLOEXEC);
+    if (*fd < 0 || ftruncate(*fd, (off_t)size) < 0) goto fail;
+    t = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+    if (t == MAP_FAILED) goto fail;
+  } else if ((t = calloc(1, size)) == NULL) {
+    return NULL;
+  }
+  t->magic = TABLE_MAGIC;
+  t->shared = fd != NULL;
+  t->nprocs = (uint32_t)nprocs;
+  t->nworkers = (uint32_t)nworkers;
+  t->size = size;
+  stat_set(&t->started_ms, stats_wall_ms());
+  return t;
+fail:
+  if (fd && *fd >= 0) close(*fd);
+  return NULL;
+}
+
+struct stats_table *stats_table_attach(int fd) {
+  struct stats_table head;
+  if (pread(fd, &head, sizeof head, 0) != (ssize_t)sizeof head || head.magic != TABLE_MAGIC)
+    return NULL;
+  void *p = mmap(NULL, head.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void stats_table_free(struct stats_table *t) {
+  if (t == NULL) return;
+  if (t->shared)
+    munmap(t, t->size);
   else
-    put(b, "{");
-  put(b,
-      "\"requests\":%llu,\"errors\":%llu,\"connections\":%llu,\"active_connections\":%llu,"
-      "\"active_requests\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,\"lua_memory\":%llu,",
-      LOAD(st->requests), LOAD(st->errors), LOAD(st->connections), LOAD(st->active_connections),
-      LOAD(st->active_requests), LOAD(st->bytes_in), LOAD(st->bytes_out), LOAD(st->lua_memory));
-  put(b,
-      "\"status\":{\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu,"
-      "\"none\":%llu},",
-      LOAD(st->status[1]), LOAD(st->status[2]), LOAD(st->status[3]), LOAD(st->status[4]),
-      LOAD(st->status[5]), LOAD(st->status[0]));
-  put(b,
-      "\"cpu_stops\":%llu,\"memory_stops\":%llu,\"timeout_stops\":%llu,\"refused\":%llu,"
-      "\"bad_heads\":%llu,\"reloads\":%llu,\"reload_failures\":%llu,\"latency_ms\":{",
-      LOAD(st->cpu_stops), LOAD(st->memory_stops), LOAD(st->timeout_stops), LOAD(st->refused),
-      LOAD(st->bad_heads), LOAD(st->reloads), LOAD(st->reload_failures));
-  for (int i = 0; i < STAT_BUCKETS; i++) {
-    if (i < STAT_BUCKETS - 1)
-      put(b, "\"%g\":%llu,", stat_bucket_ms[i], LOAD(st->latency[i]));
-    else
-      put(b, "\"inf\":%llu", LOAD(st->latency[i]));
-  }
-  put(b, "}}");
+    free(t);
 }
 
-/* Adds every figure of a worker to t. */
-static void add_stats(struct worker_stats *t, struct worker_stats *st) {
-  _Atomic uint64_t *dst = (_Atomic uint64_t *)t, *src = (_Atomic uint64_t *)st;
-  for (size_t k = 0; k < sizeof *t / sizeof *dst; k++)
-    stat_add(&dst[k], LOAD(src[k]));
+struct proc_stats *stats_proc(struct stats_table *t, int proc) {
+  return (struct proc_stats *)(t + 1) + proc;
 }
 
-static void sum_stats(struct server *s, struct worker_stats *t) {
-  memset(t, 0, sizeof *t);
-  for (int i = 0; i < s->nworkers; i++)
-    add_stats(t, &s->workers[i].st);
-}
-
-static void render_json(struct server *s, struct buf *b) {
-  struct worker_stats total;
-  put(b, "{\"version\":\"%s\",\"pid\":%d,\"uptime\":%.3f,\"workers\":[", SCGI_VERSION,
-      (int)getpid(), clock_now() - s->started);
-  for (int i = 0; i < s->nworkers; i++) {
-    if (i) put(b, ",");
-    put_worker_json(b, &s->workers[i].st, i);
-  }
-  put(b, "],\"total\":");
-  sum_stats(s, &total);
-  put_worker_json(b, &total, -1);
-  put(b, "}\n");
-}
-
-/* The bucket bound under which a share q of the requests finished. */
-static const char *quantile(struct worker_stats *st, double q, char *out, size_t len) {
-  unsigned long long total = 0, seen = 0;
-  for (int i = 0; i < STAT_BUCKETS; i++)
-    total += LOAD(st->latency[i]);
-  if (total == 0) return "-";
-  for (int i = 0; i < STAT_BUCKETS; i++) {
-    seen += LOAD(st->latency[i]);
-    if ((double)seen >= q * (double)total) {
-      if (i == STAT_BUCKETS - 1) return ">10000";
-      snprintf(out, len, "<%g", stat_bucket_ms[i]);
-      return out;
-    }
-  }
-  return "-";
-}
-
-static void put_row(struct buf *b, const char *name, struct worker_stats *st) {
-  char q1[24], q2[24];
-  put(b, "%-7s %9llu %7llu %7llu %12llu %12llu %12llu %11.1f %8s %8s\n", name, LOAD(st->requests),
-      LOAD(st->errors), LOAD(st->active_connections), LOAD(st->connections), LOAD(st->bytes_in),
-      LOAD(st->bytes_out), (double)LOAD(st->lua_memory) / 1048576.0,
-      quantile(st, 0.5, q1, sizeof q1), quantile(st, 0.99, q2, sizeof q2));
-}
-
-static void render_text(struct server *s, struct buf *b) {
-  struct worker_stats total;
-  char name[16];
-  put(b, "scgi-lua %s, pid %d, up %.1f s, %d workers\n\n", SCGI_VERSION, (int)getpid(),
-      clock_now() - s->started, s->nworkers);
-  put(b, "%-7s %9s %7s %7s %12s %12s %12s %11s %8s %8s\n", "worker", "requests", "errors", "active",
-      "connections", "bytes in", "bytes out", "Lua MiB", "p50 ms", "p99 ms");
-  for (int i = 0; i < s->nworkers; i++) {
-    snprintf(name, sizeof name, "%d", i);
-    put_row(b, name, &s->workers[i].st);
-  }
-  sum_stats(s, &total);
-  put_row(b, "total", &total);
-}
-
-static void stats_conn_free(struct stats_conn *sc) {
-  struct ev_loop *loop = sc->srv->loop;
-  ev_io_stop(loop, &sc->io);
-  ev_timer_stop(loop, &sc->timer);
-  close(sc->io.fd);
-  free(sc);
-}
-
-static void stats_answer(struct stats_conn *sc) {
-  struct buf b = {malloc(4096), 0, 4096};
-  if (b.p == NULL) return;
-  int text = strstr(sc->req, " /text") != NULL;
-  int get = strncmp(sc->req, "GET ", 4) == 0;
-  char body_start[160];
-  int hn = snprintf(body_start, sizeof body_start,
-                    "HTTP/1.0 %s\r\nContent-Type: %s\r\nConnection: close\r\n\r\n",
-                    get ? "200 OK" : "405 Method Not Allowed",
-                    text ? "text/plain; charset=utf-8" : "application/json");
-  put(&b, "%s", body_start);
-  if (get && text)
-    render_text(sc->srv, &b);
-  else if (get)
-    render_json(sc->srv, &b);
-  (void)hn;
-  /* small answers fit the socket buffer; a client that does not read loses the rest */
-  for (size_t off = 0; off < b.len;) {
-    ssize_t n = send(sc->io.fd, b.p + off, b.len - off, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    off += (size_t)n;
-  }
-  shutdown(sc->io.fd, SHUT_WR);
-  free(b.p);
-}
-
-static void on_stats_read(struct ev_loop *loop, ev_io *io, int revents) {
-  struct stats_conn *sc = (struct stats_conn *)io;
-  (void)loop;
-  (void)revents;
-  ssize_t n = recv(io->fd, sc->req + sc->len, sizeof sc->req - 1 - sc->len, 0);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n > 0) sc->len += (size_t)n;
-  sc->req[sc->len] = '\0';
-  if (n > 0 && !strstr(sc->req, "\r\n\r\n") && !strstr(sc->req, "\n\n") &&
-      sc->len < sizeof sc->req - 1)
-    return;
-  if (n >= 0) stats_answer(sc);
-  stats_conn_free(sc);
-}
-
-static void on_stats_timeout(struct ev_loop *loop, ev_timer *t, int revents) {
-  (void)loop;
-  (void)revents;
-  stats_conn_free((struct stats_conn *)((char *)t - offsetof(struct stats_conn, timer)));
-}
-
-static void on_stats_accept(struct ev_loop *loop, ev_io *io, int revents) {
-  struct server *s = (struct server *)((char *)io - offsetof(struct server, stats_w));
-  (void)revents;
-  for (int i = 0; i < 16; i++) {
-    int fd = accept4(s->stats_lst.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;
-    struct stats_conn *sc = calloc(1, sizeof *sc);
-    if (sc == NULL) {
-      close(fd);
-      return;
-    }
-    sc->srv = s;
-    ev_io_init(&sc->io, on_stats_read, fd, EV_READ);
-    ev_timer_init(&sc->timer, on_stats_timeout, 5., 0.);
-    ev_io_start(loop, &sc->io);
-    ev_timer_start(loop, &sc->timer);
-  }
-}
-
-int stats_start(struct server *s, char *err, size_t errlen) {
-  s->stats_lst.fd = -1;
-  if (s->cfg.stats == NULL) return 0;
-  if (listener_open(&s->stats_lst, s->cfg.stats, 0600, 64, err, errlen) < 0) return -1;
-  const char *n = s->stats_lst.name;
-  if (!s->stats_lst.is_unix && strncmp(n, "127.", 4) != 0 && strncmp(n, "[::1]", 5) != 0) {
-    snprintf(err, errlen,
-             "--stats %s: the endpoint has no authentication; give it a unix path "
-             "or a loopback address (127.0.0.1:PORT, [::1]:PORT)",
-             s->cfg.stats);
-    listener_close(&s->stats_lst);
-    return -1;
-  }
-  ev_io_init(&s->stats_w, on_stats_accept, s->stats_lst.fd, EV_READ);
-  ev_io_start(s->loop, &s->stats_w);
-  return 0;
-}
-
-void stats_stop(struct server *s) {
-  if (s->stats_lst.fd < 0) return;
-  ev_io_stop(s->loop, &s->stats_w);
-  listener_close(&s->stats_lst);
-}
-
-/* --status ADDR: asks a running server for its figures and prints them as a table. */
-int stats_print(const char *addr) {
-  int fd = -1;
-  struct sockaddr_un su = {.sun_family = AF_UNIX};
-  const char *path = strncmp(addr, "unix:", 5) == 0 ? addr + 5 : addr;
-  if (path[0] == '/' || path[0] == '.') {
-    snprintf(su.sun_path, sizeof su.sun_path, "%s", path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&su, sizeof su) < 0) {
-      close(fd);
-      fd = -1;
-    }
-  } else {
-    fd = addr_connect_tcp(addr);
-  }
-  if (fd < 0) {
-    fprintf(stderr, "scgi-lua: cannot reach the stats endpoint %s: %s\n", addr, strerror(errno));
-    return 1;
-  }
-  const char req[] = "GET /text HTTP/1.0\r\n\r\n";
-  if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) < 0) {
-    fprintf(stderr, "scgi-lua: %s: %s\n", addr, strerror(errno));
-    close(fd);
-    return 1;
-  }
-  char buf[65536];
-  size_t len = 0;
-  ssize_t n;
-  while (len < sizeof buf - 1 && (n = recv(fd, buf + len, sizeof buf - 1 - len, 0)) > 0)
-    len += (size_t)n;
-  close(fd);
-  buf[len] = '\0';
-  char *body = strstr(buf, "\r\n\r\n");
-  if (body == NULL || strncmp(buf, "HTTP/1.0 200", 12) != 0) {
-    fprintf(stderr, "scgi-lua: %s did not answer like a scgi-lua stats endpoint\n", addr);
-    return 1;
-  }
-  fputs(body + 4, stdout);
-  return 0;
+struct worker_stats *stats_worker(struct stats_table *t, int proc, int worker) {
+  struct worker_stats *w = (struct worker_stats *)(stats_proc(t, 0) + t->nprocs);
+  return w + (size_t)proc * t->nworkers + (size_t)worker;
 }

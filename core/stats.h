@@ -1,20 +1,24 @@
-/* stats.h: the figures each worker keeps (for --stats, /metrics and scgi.worker()), the record
-   of one request for the access log, and the stats endpoint. No Lua here. */
+/* stats.h: the figures each worker keeps (for --stats, /metrics and scgi.worker()), in a table
+   the supervising process shares with its serving processes; the record of one request for the
+   access log; and the stats endpoint. No Lua here. */
 #ifndef SCGI_STATS_H
 #define SCGI_STATS_H
 
+#include <ev.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct server;
+#include "addr.h"
+
 struct worker;
 
 #define STAT_BUCKETS 14
 extern const double stat_bucket_ms[STAT_BUCKETS]; /* upper bounds; the last is +inf */
 
 /* A worker's figures: written by its own thread, read by the stats endpoint (relaxed atomics:
-   plain loads and stores on x86, no locked instructions on the request path). */
+   plain loads and stores on x86, no locked instructions on the request path). Only
+   _Atomic uint64_t fields: they are summed field by field. */
 struct worker_stats {
   _Atomic uint64_t requests, errors, connections, bytes_in, bytes_out;
   _Atomic uint64_t active_connections, active_requests, lua_memory;
@@ -22,6 +26,21 @@ struct worker_stats {
   _Atomic uint64_t latency[STAT_BUCKETS], latency_us;
   _Atomic uint64_t cpu_stops, memory_stops, timeout_stops, refused, bad_heads;
   _Atomic uint64_t tasks, timers, pooled_sockets, reloads, reload_failures, recycles;
+};
+
+/* A serving process, as the supervisor sees it (pid 0: a free slot). */
+struct proc_stats {
+  _Atomic uint64_t pid, generation, ready, started_ms;
+};
+
+/* The figures of the whole server: a header, then nprocs process slots, then nprocs x nworkers
+   worker slots. In shared memory under a supervisor, in plain memory without one. */
+struct stats_table {
+  uint32_t magic, nprocs, nworkers, shared;
+  _Atomic uint64_t respawns, backoff_ms, upgrades, upgrade_failures;
+  _Atomic uint64_t last_reload_ms, last_reload_ok; /* wall clock, ms; 1 if it loaded */
+  _Atomic uint64_t started_ms;                     /* wall clock */
+  size_t size;
 };
 
 static inline void stat_add(_Atomic uint64_t *v, uint64_t n) {
@@ -35,6 +54,16 @@ static inline void stat_set(_Atomic uint64_t *v, uint64_t n) {
 static inline uint64_t stat_get(_Atomic uint64_t *v) {
   return atomic_load_explicit(v, memory_order_relaxed);
 }
+
+/* A table for nprocs processes of nworkers workers: shared (*fd then holds its memory file, to
+   pass to serving processes) or not (fd NULL). NULL when out of memory. */
+struct stats_table *stats_table_new(int nprocs, int nworkers, int *fd);
+/* The table a supervisor passed as fd; NULL if it is not one. */
+struct stats_table *stats_table_attach(int fd);
+void stats_table_free(struct stats_table *t);
+struct proc_stats *stats_proc(struct stats_table *t, int proc);
+struct worker_stats *stats_worker(struct stats_table *t, int proc, int worker);
+uint64_t stats_wall_ms(void);
 
 /* One request as the access log and the figures see it. */
 struct request_record {
@@ -60,11 +89,23 @@ struct head_cache {
 int stats_note_head(struct head_cache *hc, struct request_record *r, const char *p, size_t n,
                     const char **why);
 
-/* Counts a finished request and writes its access log line. */
+/* Counts a finished request and writes its access log line (text, or JSON with json set). */
 void stats_request_done(struct worker *w, const struct request_record *r);
 
-int stats_start(struct server *s, char *err, size_t errlen);
-void stats_stop(struct server *s);
+/* The stats endpoint: JSON at /, a table at /text, Prometheus text at /metrics. */
+struct stats_web {
+  struct listener lst;
+  ev_io w;
+  struct ev_loop *loop;
+  struct stats_table *t;
+  double started; /* monotonic */
+};
+
+/* Opens the endpoint on addr (a unix path or a loopback address); -1 with a message in err. */
+int stats_web_start(struct stats_web *sw, const char *addr, struct ev_loop *loop,
+                    struct stats_table *t, char *err, size_t errlen);
+void stats_web_stop(struct stats_web *sw);
+/* --status ADDR: prints the figures of the server whose --stats is ADDR. */
 int stats_print(const char *addr);
 
 #endif

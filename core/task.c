@@ -301,7 +301,7 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
     free(rt);
     return -1;
   }
-  stat_set(&w->st.lua_memory, rt->mem.used);
+  stat_set(&w->st->lua_memory, rt->mem.used);
   return 0;
 }
 
@@ -315,14 +315,18 @@ void rt_reload(struct worker *w) {
   struct app *a = app_new(&rt->env, w->srv->cfg.app, err, sizeof err);
   if (a == NULL) {
     slog_at(LOG_ERROR, "worker %d: reload failed, the running app goes on serving: %s", w->id, err);
-    stat_add(&w->st.reload_failures, 1);
+    stat_add(&w->st->reload_failures, 1);
+    stat_set(&w->srv->stats->last_reload_ms, stats_wall_ms());
+    stat_set(&w->srv->stats->last_reload_ok, 0);
     return;
   }
   struct app *old = rt->app;
   rt->app = a;
   timers_premature(rt, old); /* the old app's pending timers run now, premature */
   app_unref(old);
-  stat_add(&w->st.reloads, 1);
+  stat_add(&w->st->reloads, 1);
+  stat_set(&w->srv->stats->last_reload_ms, stats_wall_ms());
+  stat_set(&w->srv->stats->last_reload_ok, 1);
   slog("worker %d: reloaded %s", w->id, w->srv->cfg.app);
 }
 

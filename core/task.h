@@ -111,6 +111,18 @@ void task_run(struct task *t, int nargs);
 void task_cancel_wait(struct task *t);
 void task_unchain(struct task *t);
 
+/* What the guard knows of the running resume, kept aside while a nested clean-up (a task killed
+   from another) runs its own under the guard. */
+struct guard_state {
+  struct task *current;
+  lua_State *running;
+  uint64_t resume_ns, limit_ns, allowance_end_ns;
+  double allowance;
+  int killed, cleanup;
+};
+void guard_save(struct rt *rt, struct guard_state *g);
+void guard_restore(struct rt *rt, const struct guard_state *g);
+
 /* guard.c: the CPU guard. The running resume is bounded by allowance (seconds, 0: none) and the
    request's deadline; the watchdog arms the hook when it runs over. */
 void guard_begin(struct rt *rt, double allowance, double deadline);

@@ -102,8 +102,8 @@ void *worker_main(void *arg) {
   }
   if (ok && s->go == 1)
     slog_at(LOG_INFO, "worker %d: served %llu requests (%llu errors, %llu empty wake-ups)", w->id,
-            (unsigned long long)stat_get(&w->st.requests),
-            (unsigned long long)stat_get(&w->st.errors), (unsigned long long)w->spurious);
+            (unsigned long long)stat_get(&w->st->requests),
+            (unsigned long long)stat_get(&w->st->errors), (unsigned long long)w->spurious);
   worker_teardown(w);
   atomic_fetch_sub(&s->running, 1);
   ev_async_send(s->loop, &s->done);

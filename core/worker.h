@@ -46,7 +46,7 @@ struct worker {
   struct scgi_header *hdrs;
   char *scratch; /* drained bytes go here */
   uint64_t spurious;
-  struct worker_stats st;
+  struct worker_stats *st;      /* its slot in the server's table */
   struct sock_pool pool;        /* idle outbound connections (setkeepalive) */
   struct resolve_done resolved; /* names the resolver looked up for this worker */
   struct head_cache head_cache;

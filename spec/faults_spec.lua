@@ -8,14 +8,14 @@
 local H = require "helper"
 
 local function fds_back(srv, fds)
-  H.wait_for(function() return H.fd_count(srv.pid) == fds end, 5,
-    "the server's descriptors to go back to " .. fds .. " (now " .. tostring(H.fd_count(srv.pid)) .. ")")
+  H.wait_for(function() return H.fd_count(H.serving_pid(srv)) == fds end, 5,
+    "the server's descriptors to go back to " .. fds .. " (now " .. tostring(H.fd_count(H.serving_pid(srv))) .. ")")
 end
 
 -- The server's descriptor count once it is idle (no connection of a spec still open).
 local function idle_fds(srv)
   H.sleep(0.2)
-  return H.fd_count(srv.pid)
+  return H.fd_count(H.serving_pid(srv))
 end
 
 -- Closes the socket; with reset, over TCP, an RST instead of a FIN (SO_LINGER 0).

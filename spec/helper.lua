@@ -147,7 +147,7 @@ function H.listening(proc)
   return H.wait_for(function()
     local out = proc.output()
     if not proc.alive() then error("scgi-lua exited early:\n" .. out, 3) end
-    return out:match("listening on ([^\n]+) %(%d+ workers?%)")
+    return out:match("listening on ([^\n]+) %(%d+ workers?[^)\n]*%)")
   end, 10, "scgi-lua to listen")
 end
 
@@ -571,6 +571,17 @@ function H.http_load(port, path, conc)
   return L
 end
 
+-- The serving process of a server started with H.start: the supervisor's one child (where its
+-- workers, descriptors and privileges are), or the server itself under --no-master.
+function H.serving_pid(srv, timeout)
+  return H.wait_for(function()
+    local kids = read_file("/proc/" .. srv.pid .. "/task/" .. srv.pid .. "/children") or ""
+    local pid = tonumber(kids:match("%d+"))
+    if pid then return pid end
+    if srv.output():find("no-master", 1, true) then return srv.pid end
+  end, timeout or 10, "the serving process of " .. srv.pid)
+end
+
 -- Number of open descriptors of a process.
 function H.fd_count(pid)
   local p = io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l")
@@ -686,6 +697,175 @@ function H.json_decode(s)
   ws()
   if pos <= #s then error("JSON: trailing bytes at " .. pos) end
   return v
+end
+
+---- for the runtime specs: answers as Lua source, peers on loopback ----
+
+local function urlencode(s)
+  return (tostring(s):gsub("[^%w%-%._~/]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+-- "/route?k=v&..." with the values url-encoded (keys in order).
+function H.uri(route, params)
+  local keys = {}
+  for k in pairs(params or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. urlencode(params[k]) end
+  return route .. (#parts > 0 and ("?" .. table.concat(parts, "&")) or "")
+end
+
+-- The Lua table an answer's body holds (spec/apps/runtime_common.lua writes them); fails naming
+-- the request unless the status is 200.
+function H.decode(status, body, raw, what)
+  assert(status == 200, ("%s: status %s, answer: %s"):format(what, tostring(status), tostring(raw)))
+  return assert(load(body, "=" .. what))()
+end
+
+-- GET route?params, whose answer is a Lua table (H.decode).
+function H.call(addr, route, params)
+  local u = H.uri(route, params)
+  local status, _, body, raw = H.request(addr, "GET", u)
+  return H.decode(status, body, raw, u)
+end
+
+-- Sends GET route?params and returns at once a function that reads the answer: status,
+-- headers, body, raw (H.parse). The connection waits up to `timeout` seconds (default 30).
+function H.start_request(addr, route, params, timeout)
+  local u = H.uri(route, params)
+  local s = assert(H.connect(addr, timeout or 30))
+  assert(s:send((H.encode(H.nginx_headers("GET", u), ""))))
+  return function()
+    local raw, err, partial = s:receive("*a")
+    s:close()
+    return H.parse(raw or partial, err)
+  end, u
+end
+
+-- H.start_request for an answer that is a Lua table: the function returned reads it (H.decode).
+function H.start_call(addr, route, params, timeout)
+  local finish, u = H.start_request(addr, route, params, timeout)
+  return function()
+    local status, _, body, raw = finish()
+    return H.decode(status, body, raw, u)
+  end, u
+end
+
+-- A throwaway self-signed certificate for CN localhost with the subjectAltName san (default
+-- "DNS:localhost,IP:127.0.0.1"), made with openssl in dir under the name `name` (default "cert");
+-- returns the certificate's and the key's paths.
+function H.self_signed(dir, san, name)
+  name = name or "cert"
+  local cert, key = dir .. "/" .. name .. ".pem", dir .. "/" .. name .. ".key"
+  local rc = H.sh_out(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost " ..
+    "-addext %s -keyout %s -out %s >/dev/null 2>&1; echo $?")
+    :format(q("subjectAltName=" .. (san or "DNS:localhost,IP:127.0.0.1")), q(key), q(cert)))
+  assert(tonumber(rc) == 0 and H.exists(cert), "openssl could not make a certificate (is openssl installed?)")
+  return cert, key
+end
+
+-- The HTTP peer H.http_peer runs: python3's threading HTTP server (TLS with a certificate), a
+-- thread per connection (TLS handshakes too), answering GET /PATH?delay=S after S seconds.
+local HTTP_PEER = [[
+import ssl, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+cert, key = (sys.argv[1], sys.argv[2]) if len(sys.argv) > 2 else (None, None)
+lock, served = threading.Lock(), [0]
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        delay = float(parse_qs(url.query).get("delay", ["0"])[0])
+        time.sleep(delay)
+        with lock:
+            served[0] += 1
+            n = served[0]
+        body = ("%s after %g s (answer %d)\n" % (url.path, delay, n)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64
+
+    def finish_request(self, request, client_address):
+        if cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            try:
+                request = ctx.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        super().finish_request(request, client_address)
+
+srv = Server(("127.0.0.1", 0), Handler)
+print("peer listening on %d" % srv.server_address[1], flush=True)
+srv.serve_forever()
+]]
+
+-- Starts the python3 HTTP peer on a free 127.0.0.1 port (HTTPS with opts.cert and opts.key): GET
+-- /PATH?delay=S answers "/PATH after S s (answer N)\n" after S seconds, many at once. Returns the
+-- process with its port; H.cleanup stops it.
+function H.http_peer(opts)
+  opts = opts or {}
+  local dir = opts.dir or H.tmpdir()
+  H.write_file(dir .. "/http_peer.py", HTTP_PEER)
+  local args = opts.cert and (" " .. q(opts.cert) .. " " .. q(opts.key)) or ""
+  local proc = H.spawn("exec python3 -u " .. q(dir .. "/http_peer.py") .. args, dir, "http_peer")
+  proc.port = tonumber(H.wait_for(function()
+    if not proc.alive() then error("the HTTP peer exited early:\n" .. proc.output(), 3) end
+    return proc.output():match("peer listening on (%d+)")
+  end, 10, "the HTTP peer to listen"))
+  return proc
+end
+
+-- A raw RESP exchange with the redis-server at addr (no redis-lua): the first reply line.
+function H.redis_line(addr, command)
+  local s = H.connect(addr, 2)
+  if not s then return nil end
+  s:send(command .. "\r\n")
+  local line = s:receive("*l")
+  s:close()
+  return line
+end
+
+-- Starts Debian's redis-server on a free 127.0.0.1 port in a private directory (fails the spec
+-- naming the package if it is missing); returns the process with its port and addr.
+function H.redis(extra_args)
+  assert(sh("test -x /usr/bin/redis-server") == true, "redis-server is not installed: the runtime " ..
+    "specs need Debian's redis-server (apt-get install redis-server)")
+  local dir, port = H.tmpdir(), H.free_port()
+  local proc = H.spawn(("exec /usr/bin/redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no " ..
+    "--daemonize no --dir %s %s"):format(port, q(dir), extra_args or ""), dir, "redis")
+  proc.port, proc.addr = port, "127.0.0.1:" .. port
+  H.wait_for(function()
+    if not proc.alive() then error("redis-server exited early:\n" .. proc.output(), 3) end
+    return H.redis_line(proc.addr, "PING") == "+PONG"
+  end, 10, "redis-server to answer PING")
+  -- total_connections_received of INFO stats: how many connections redis accepted so far, asked
+  -- over one connection the spec keeps (so asking does not count)
+  local admin = assert(H.connect(proc.addr, 5))
+  function proc.command(command)
+    assert(admin:send(command .. "\r\n"))
+    local line = assert(admin:receive("*l"))
+    local n = tonumber(line:match("^%$(%d+)"))
+    if n then return assert(admin:receive(n + 2)):sub(1, n) end
+    return line
+  end
+  function proc.connections()
+    return tonumber(proc.command("INFO stats"):match("total_connections_received:(%d+)"))
+  end
+  return proc
 end
 
 return H

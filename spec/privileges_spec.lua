@@ -76,7 +76,7 @@ describe("socket permissions and privileges", function()
       local load = out:find("OPS LOAD Uid:\t65534\t65534\t65534\t65534 Gid:\t65534\t65534\t65534\t65534", 1, true)
       assert.truthy(drop, out)
       assert.truthy(load, out)
-      local threads = ids_of(srv.pid)
+      local threads = ids_of(H.serving_pid(srv))
       assert.is_true(#threads >= 4) -- main, log thread, two workers
       for _, t in ipairs(threads) do
         assert.equal("65534\t65534\t65534\t65534", t.uid)

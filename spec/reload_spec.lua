@@ -34,7 +34,7 @@ describe("reloading", function()
     local srv = H.start(app, { dir = dir, workers = 2 })
     local ng = H.nginx(srv.addr)
     local inode = H.sh_out("stat -c %i " .. H.quote(srv.addr))
-    local fds = H.fd_count(srv.pid)
+    local fds = H.fd_count(H.serving_pid(srv))
     local wrk
     if H.have("wrk") then
       wrk = H.spawn(("exec wrk -t2 -c16 -d4s http://127.0.0.1:%d/"):format(ng.port), dir, "wrk")
@@ -81,7 +81,7 @@ describe("reloading", function()
     assert.equal(0, H.count(srv.output(), "CLOSED v10\n"))
     -- the listening socket is the same one, and nothing leaked
     assert.equal(inode, H.sh_out("stat -c %i " .. H.quote(srv.addr)))
-    H.wait_for(function() return H.fd_count(srv.pid) == fds end, 5, "the descriptors to go back to " .. fds)
+    H.wait_for(function() return H.fd_count(H.serving_pid(srv)) == fds end, 5, "the descriptors to go back to " .. fds)
     assert.is_nil(ng.error_log():find("[error]", 1, true), ng.error_log())
     ng.stop()
     assert.equal(0, srv.stop())

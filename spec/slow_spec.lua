@@ -107,7 +107,7 @@ describe("2,000 slow clients on one worker", function()
       pending("the hard descriptor limit (" .. tostring(hard) .. ") is under the 8192 this case needs")
       return
     end
-    local base = H.fd_count(srv.pid)
+    local base = H.fd_count(H.serving_pid(srv))
     local script, ready, out = dir .. "/slow_clients.lua", dir .. "/slow.ready", dir .. "/slow.result"
     H.write_file(script, HELPER)
     local helper = H.spawn(("ulimit -n 4096; exec lua5.4 %s %s %d %d %d %s %s"):format(H.quote(script),
@@ -120,8 +120,8 @@ describe("2,000 slow clients on one worker", function()
       end, 15, "the slow clients to connect")
       local t0 = H.now()
       -- all of them were accepted: the server holds a descriptor for each
-      H.wait_for(function() return H.fd_count(srv.pid) >= base + N end, 5,
-        "the server to accept the " .. N .. " slow clients (it holds " .. H.fd_count(srv.pid) - base .. ")")
+      H.wait_for(function() return H.fd_count(H.serving_pid(srv)) >= base + N end, 5,
+        "the server to accept the " .. N .. " slow clients (it holds " .. H.fd_count(H.serving_pid(srv)) - base .. ")")
       -- while every slow client trickles, /hello round trips stay fast
       local times = {}
       while H.now() - t0 < TRICKLE_ALL do
@@ -140,14 +140,14 @@ describe("2,000 slow clients on one worker", function()
       assert.is_true(#times >= 30, "only " .. #times .. " round trips")
       assert.is_true(worst < 1, ("the slowest of %d /hello round trips took %.3f s"):format(#times, worst))
       assert.is_true(median < 0.1, ("the median /hello round trip took %.3f s"):format(median))
-      assert.is_true(H.fd_count(srv.pid) >= base + N, "slow clients were closed while they kept sending")
+      assert.is_true(H.fd_count(H.serving_pid(srv)) >= base + N, "slow clients were closed while they kept sending")
       -- group A stopped at TRICKLE_ALL: --timeout closes it about TIMEOUT s after its last byte
-      H.wait_for(function() return H.fd_count(srv.pid) <= base + N // 2 + 5 end, TIMEOUT + 3,
-        "--timeout to close the half that went quiet (holds " .. H.fd_count(srv.pid) - base .. ")")
+      H.wait_for(function() return H.fd_count(H.serving_pid(srv)) <= base + N // 2 + 5 end, TIMEOUT + 3,
+        "--timeout to close the half that went quiet (holds " .. H.fd_count(H.serving_pid(srv)) - base .. ")")
       -- group B keeps trickling: --request-timeout closes it BUDGET s after its accept
-      assert.is_true(H.fd_count(srv.pid) >= base + N // 2 - 5, "a trickling client was closed before its budget")
-      H.wait_for(function() return H.fd_count(srv.pid) == base end, BUDGET + 5 - (H.now() - t0),
-        "the descriptors to go back to " .. base .. " (holds " .. H.fd_count(srv.pid) - base .. " more)")
+      assert.is_true(H.fd_count(H.serving_pid(srv)) >= base + N // 2 - 5, "a trickling client was closed before its budget")
+      H.wait_for(function() return H.fd_count(H.serving_pid(srv)) == base end, BUDGET + 5 - (H.now() - t0),
+        "the descriptors to go back to " .. base .. " (holds " .. H.fd_count(H.serving_pid(srv)) - base .. " more)")
       -- and the server serves right away
       local t = H.now()
       assert.equal(200, (H.request(srv.addr, "GET", "/hello")))
