@@ -482,7 +482,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   srv.cfg.log_level = LOG_DEBUG;
   srv.nworkers = 1;
   srv.workers = &wk;
-  srv.lst.fd = srv.stats_lst.fd = -1;
+  srv.lst.fd = srv.web.lst.fd = -1;
   srv.lst.is_unix = 1;
   srv.started = clock_now();
   pthread_mutex_init(&srv.mu, NULL);
@@ -502,7 +502,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   srv.cfg.app = app_path;
 
   srv.bindings = &scgi_bindings;
+  srv.stats = stats_table_new(1, 1, NULL);
+  CHECK(srv.stats != NULL, "the figures' table");
   CHECK(worker_init(&wk, &srv, 0) == 0, "worker_init");
+  wk.st = stats_worker(srv.stats, 0, 0);
   wk.thread = pthread_self(); /* the watchdog signals this thread */
   CHECK(worker_setup(&wk) == 0, wk.load_error);
   CHECK(rt_guard_start(&srv, err, sizeof err) == 0, err);
