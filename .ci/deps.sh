@@ -5,7 +5,7 @@
 set -u
 what=${1:-all}
 build="build-essential liblua5.4-dev lua5.4 libev-dev nginx-light"
-test="clang lua-busted lua-socket luarocks redis-server lua-redis python3 procps"
+test="clang lua-busted lua-socket luarocks redis-server lua-redis python3 procps lua-sec openssl postgresql"
 case "$what" in
   build) want=$build ;;
   test) want="$build $test" ;;
