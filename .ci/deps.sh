@@ -4,8 +4,8 @@
 # make test and .ci/run.
 set -u
 what=${1:-all}
-build="build-essential liblua5.4-dev lua5.4 libev-dev nginx-light"
-test="clang lua-busted lua-socket luarocks redis-server lua-redis python3 procps lua-sec openssl postgresql"
+build="build-essential liblua5.4-dev lua5.4 libev-dev libssl-dev nginx-light"
+test="clang lua-busted lua-socket luarocks redis-server lua-redis python3 procps lua-sec openssl postgresql python3-prometheus-client iproute2"
 case "$what" in
   build) want=$build ;;
   test) want="$build $test" ;;

@@ -18,13 +18,15 @@
 #include "rt.h"
 #include "server.h"
 #include "task.h"
+#include "upkeep.h"
 #include "worker.h"
 
-#define SLICE_NS 20000000ull      /* a time slice: then a request's reads and writes yield */
-#define TICK_BUSY_NS 2000000ull   /* the watchdog's period while some worker runs Lua */
-#define TICK_IDLE_NS 20000000ull  /* ... and while none does */
-#define RESIGNAL_NS 1000000000ull /* a resume still over its limit is signalled again */
-#define STUCK_NS 5000000000ull    /* a resume this long over its limit is reported stuck */
+#define SLICE_NS 20000000ull        /* a time slice: then a request's reads and writes yield */
+#define TICK_BUSY_NS 2000000ull     /* the watchdog's period while some worker runs Lua */
+#define TICK_IDLE_NS 20000000ull    /* ... and while none does */
+#define RESIGNAL_NS 1000000000ull   /* a resume still over its limit is signalled again */
+#define STUCK_NS 5000000000ull      /* a resume this long over its limit is reported stuck */
+#define SLOW_RESUME_NS 100000000ull /* --slow-log asks a resume this long where it is */
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -149,6 +151,7 @@ void guard_hook(lua_State *L, lua_Debug *ar) {
     return;
   }
   struct request *r = rt->current ? rt->current->req : NULL;
+  if (rt->want_trace) upkeep_trace_running(L, rt);
   if (!rt->killed) {
     uint64_t start = atomic_load_explicit(&rt->resume_ns, memory_order_acquire);
     uint64_t limit = atomic_load_explicit(&rt->limit_ns, memory_order_relaxed);
@@ -196,7 +199,7 @@ int guard_raise(lua_State *L) {
 
 struct watch {
   uint64_t start, first_signal, signaled_at;
-  int stuck_logged;
+  int stuck_logged, traced;
 };
 
 static void watch_worker(struct worker *w, struct watch *ws, uint64_t now, int *busy) {
@@ -208,9 +211,18 @@ static void watch_worker(struct worker *w, struct watch *ws, uint64_t now, int *
   if (ws->start != start) {
     ws->start = start;
     ws->first_signal = ws->signaled_at = 0;
+    ws->traced = 0;
     ws->stuck_logged = 0;
   }
   if (now - start >= SLICE_NS) atomic_store_explicit(&rt->slice_over, 1, memory_order_relaxed);
+  double slow = w->srv->cfg.slow_log;
+  uint64_t req = atomic_load_explicit(&rt->request_ns, memory_order_relaxed);
+  if (slow > 0 && !ws->traced && now - start >= SLOW_RESUME_NS &&
+      now - req >= (uint64_t)(slow * 1e9)) {
+    ws->traced = 1; /* --slow-log: a request that runs Lua this long tells where it is */
+    rt->want_trace = 1;
+    pthread_kill(w->thread, guard_signal());
+  }
   uint64_t limit = atomic_load_explicit(&rt->limit_ns, memory_order_relaxed);
   if (limit == 0 || now < limit) return;
   if (ws->signaled_at == 0 || now - ws->signaled_at >= RESIGNAL_NS) {

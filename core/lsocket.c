@@ -64,7 +64,11 @@ int lsocket_park(lua_State *L, struct lsock *u, int events, double timeout, lua_
   } else {
     sock_wait_timer(&u->s, t->req->rt->w->loop, timeout);
   }
-  return task_wait_other(L, t, cancel, u, ctx, k);
+  return task_wait_other(L, t, cancel, u,
+                         u->job                    ? "a name lookup"
+                         : u->state == SOCK_MASTER ? "a connect"
+                                                   : "an outbound socket",
+                         ctx, k);
 }
 
 int lsocket_fail(lua_State *L, const char *msg) {

@@ -13,6 +13,7 @@
 #include "rt.h"
 #include "server.h"
 #include "spawn.h"
+#include "upkeep.h"
 #include "worker.h"
 
 static const char *method_of(const struct request *r) { return r->method[0] ? r->method : "-"; }
@@ -109,6 +110,7 @@ static void request_free(struct request *r) {
   stat_set(&w->st->lua_memory, rt->mem.used);
   app_unref(r->app);
   free(r->uri);
+  upkeep_request_done(rt);
   if (rt->nfree < REQUEST_POOL) { /* kept for the next request */
     r->next = rt->free;
     rt->free = r;

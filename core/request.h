@@ -53,6 +53,7 @@ struct request {
   unsigned finished : 1;      /* the handler's task ended */
   unsigned returned : 1;      /* ... by returning: the response ends with the last task */
   unsigned premature : 1;     /* a timer run early: the worker stops, or the app was reloaded */
+  unsigned slow_logged : 1;   /* --slow-log said it */
 };
 
 /* The request's REQUEST_URI (or "-"), for the logs. */

@@ -67,7 +67,7 @@ int spawn_wait(lua_State *L, struct task *me, struct task *t, lua_KContext ctx, 
   if (t->waiter && t->waiter != me) return luaL_error(L, "another task waits for that task");
   task_check_wait(L, me);
   t->waiter = me;
-  return task_wait_other(L, me, wait_cancel, t, ctx, k);
+  return task_wait_other(L, me, wait_cancel, t, "a task (scgi.wait)", ctx, k);
 }
 
 /* Stores the task's results (or false and its error) in its box, wakes who waits for it, and

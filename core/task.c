@@ -14,6 +14,7 @@
 #include "server.h"
 #include "spawn.h"
 #include "task.h"
+#include "upkeep.h"
 #include "worker.h"
 
 /* Per thread, not global: each worker thread runs exactly one worker. */
@@ -110,6 +111,7 @@ void task_run(struct task *t, int nargs) {
   t->wait = WAIT_NONE;
   rt->current = t;
   rt->running = t->co;
+  atomic_store_explicit(&rt->request_ns, (uint64_t)(r->start * 1e9), memory_order_relaxed);
   guard_begin(rt, rt->w->srv->cfg.cpu_limit, r->deadline);
   rt->mem.limited = 1;
   int st = lua_resume(t->co, r->app->L, nargs, &nres);
@@ -119,6 +121,19 @@ void task_run(struct task *t, int nargs) {
   if (st == LUA_YIELD && t->wait != WAIT_NONE && !r->cpu_killed && !r->budget_killed)
     return; /* parked */
   request_task_ended(t, st, nres);
+}
+
+const char *task_waiting_on(const struct task *t) {
+  struct conn *c = t->req->conn;
+  switch (t->wait) {
+  case WAIT_CONN:
+    return c && (c->io.events & EV_READ) ? "reading the request body" : "writing the response";
+  case WAIT_TIMER:
+    return ev_timer_remaining(t->req->rt->w->loop, (ev_timer *)&t->wake) > 0 ? "scgi.sleep"
+                                                                             : "its next turn";
+  case WAIT_OTHER: return t->waiting_on ? t->waiting_on : "something";
+  default: return "running Lua";
+  }
 }
 
 /* The running task when L is the coroutine it runs now; raises otherwise. */
@@ -158,11 +173,12 @@ int task_sleep(lua_State *L, struct task *t, double seconds, lua_KContext ctx, l
 }
 
 int task_wait_other(lua_State *L, struct task *t, void (*cancel)(void *), void *arg,
-                    lua_KContext ctx, lua_KFunction k) {
+                    const char *what, lua_KContext ctx, lua_KFunction k) {
   task_check_wait(L, t);
   t->wait = WAIT_OTHER;
   t->cancel = cancel;
   t->cancel_arg = arg;
+  t->waiting_on = what;
   return lua_yieldk(L, 0, ctx, k);
 }
 
@@ -302,32 +318,39 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
     return -1;
   }
   stat_set(&w->st->lua_memory, rt->mem.used);
+  upkeep_start(rt);
   return 0;
 }
 
-void rt_reload(struct worker *w) {
+/* Builds a new state from the app file for new requests; the old one closes when its last
+   request ends, and its pending timers run at once, premature. NULL if it fails to load. */
+struct app *rt_swap_app(struct worker *w, char *err, size_t errlen) {
   struct rt *rt = w->rt;
+  struct app *a = app_new(&rt->env, w->srv->cfg.app, err, errlen);
+  if (a == NULL) return NULL;
+  struct app *old = rt->app;
+  rt->app = a;
+  rt->served = 0;
+  upkeep_new_app(rt);
+  timers_premature(rt, old);
+  app_unref(old);
+  return a;
+}
+
+void rt_reload(struct worker *w) {
   char err[1024];
   if (w->srv->fn_L) {
     if (w->id == 0) slog("reload: a function handler cannot be reloaded; serving on");
     return;
   }
-  struct app *a = app_new(&rt->env, w->srv->cfg.app, err, sizeof err);
-  if (a == NULL) {
-    slog_at(LOG_ERROR, "worker %d: reload failed, the running app goes on serving: %s", w->id, err);
-    stat_add(&w->st->reload_failures, 1);
-    stat_set(&w->srv->stats->last_reload_ms, stats_wall_ms());
-    stat_set(&w->srv->stats->last_reload_ok, 0);
-    return;
-  }
-  struct app *old = rt->app;
-  rt->app = a;
-  timers_premature(rt, old); /* the old app's pending timers run now, premature */
-  app_unref(old);
-  stat_add(&w->st->reloads, 1);
+  int ok = rt_swap_app(w, err, sizeof err) != NULL;
+  stat_add(ok ? &w->st->reloads : &w->st->reload_failures, 1);
   stat_set(&w->srv->stats->last_reload_ms, stats_wall_ms());
-  stat_set(&w->srv->stats->last_reload_ok, 1);
-  slog("worker %d: reloaded %s", w->id, w->srv->cfg.app);
+  stat_set(&w->srv->stats->last_reload_ok, (uint64_t)ok);
+  if (ok)
+    slog("worker %d: reloaded %s", w->id, w->srv->cfg.app);
+  else
+    slog_at(LOG_ERROR, "worker %d: reload failed, the running app goes on serving: %s", w->id, err);
 }
 
 unsigned rt_live(const struct worker *w) { return w->rt ? w->rt->nlive + w->rt->ntimers : 0; }
@@ -346,6 +369,7 @@ void rt_close(struct worker *w) {
   struct rt *rt = w->rt;
   if (rt == NULL) return;
   rt_abandon(w);
+  upkeep_stop(rt);
   app_unref(rt->app);
   w->rt = NULL;
   tls_rt = NULL;

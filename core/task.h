@@ -33,6 +33,7 @@ struct task {
   ev_timer wake;
   void (*cancel)(void *); /* WAIT_OTHER: stops what the task waits on */
   void *cancel_arg;
+  const char *waiting_on; /* WAIT_OTHER: what, for --slow-log */
   /* chain[0] is co; chain[i] was resumed by chain[i - 1] through scgi's coroutine.resume, and the
      top one runs (or waits); nowait counts entries resumed from where no yield can pass */
   lua_State **chain;
@@ -67,7 +68,13 @@ struct rt {
   int cleanup;                 /* the running resume is a stopped request's clean-up */
   struct request *live;
   unsigned nlive;
-  struct request *free; /* a pool of request structs */
+  _Atomic uint64_t request_ns; /* when the running task's request started, for --slow-log */
+  volatile int want_trace;     /* the watchdog asks the hook for a --slow-log traceback */
+  ev_timer slow_timer;         /* --slow-log: looks at the parked requests */
+  unsigned served;             /* requests started in the current app (--max-requests) */
+  unsigned recycle_at;         /* ... after how many it is built anew */
+  double memory_checked;       /* when --max-lua-memory last looked */
+  struct request *free;        /* a pool of request structs */
   unsigned nfree;
   struct timer *timers; /* pending scgi.timer and scgi.every */
   unsigned ntimers, nspawned;
@@ -89,7 +96,9 @@ void task_check_wait(lua_State *L, struct task *t);
 int task_wait_conn(lua_State *L, struct task *t, int events, lua_KContext ctx, lua_KFunction k);
 int task_sleep(lua_State *L, struct task *t, double seconds, lua_KContext ctx, lua_KFunction k);
 int task_wait_other(lua_State *L, struct task *t, void (*cancel)(void *), void *arg,
-                    lua_KContext ctx, lua_KFunction k);
+                    const char *what, lua_KContext ctx, lua_KFunction k);
+/* What a parked task waits on, in words (for --slow-log). */
+const char *task_waiting_on(const struct task *t);
 /* Resumes a task parked with task_wait_other (called from the loop). */
 void task_wake(struct task *t);
 /* Resumes a parked task on the next loop iteration (not from inside another task). */

@@ -1,0 +1,124 @@
+-- spec/upkeep_spec.lua: --slow-log (one line while the request runs, with the traceback of where
+-- it is, parked or running Lua), --max-requests and --max-lua-memory (a fresh Lua state, no
+-- request lost, memory bounded), --check and --backlog.
+local H = require "helper"
+
+describe("--slow-log", function()
+  local srv = H.serve("upkeep.lua", { options = { ["slow-log"] = "0.3" } })
+
+  it("logs a parked request while it waits, with the traceback of where it waits", function()
+    local mark = #srv.output()
+    local finish = H.start_request(srv.addr, "/park", { s = 1 })
+    local out = H.wait_log(srv, mark, "slow:", 3)
+    local status, _, body = finish()
+    assert.equal(200, status)
+    assert.equal("parked\n", body)
+    assert.truthy(out:find("GET /park%?s=1: slow: 0%.%d s so far"), out)
+    assert.truthy(out:find("the handler, waiting on scgi.sleep", 1, true), out)
+    assert.truthy(out:find("in upvalue 'wait_in_a_named_function'", 1, true), out)
+    assert.equal(1, H.count(H.log_since(srv, mark), "slow:"))
+  end)
+
+  it("logs a request running Lua, with the traceback of the code it runs", function()
+    local mark = #srv.output()
+    local status, _, body = H.request(srv.addr, "GET", "/spin?s=1")
+    assert.equal(200, status)
+    assert.equal("spun\n", body)
+    local out = H.log_since(srv, mark)
+    assert.truthy(out:find("GET /spin%?s=1: slow: 0%.%d s so far"), out)
+    assert.truthy(out:find("the handler, running Lua", 1, true), out)
+    assert.truthy(out:find("in upvalue 'spin_in_a_named_function'", 1, true), out)
+  end)
+
+  it("says nothing of requests quicker than it", function()
+    local mark = #srv.output()
+    for _ = 1, 20 do H.hello_ok(srv.addr) end
+    H.sleep(0.5)
+    assert.is_nil(H.log_since(srv, mark):find("slow:", 1, true))
+  end)
+end)
+
+describe("state recycling", function()
+  after_each(H.cleanup)
+
+  local function state_of(addr)
+    local status, body = H.scgi_get(addr, "/state")
+    assert.equal(200, status)
+    return body
+  end
+
+  it("--max-requests 50 builds a fresh state after about 50 requests, none of them failing", function()
+    local srv = H.start("upkeep.lua", { workers = 1, options = { ["max-requests"] = "50" } })
+    local ng = H.nginx(srv.addr)
+    local first = state_of(srv.addr)
+    local load = H.http_load(ng.port, "/leak", 8)
+    load.run_until(function() return #load.answers >= 400 end, 60, "400 answers")
+    load.drain()
+    assert.same({}, load.failures)
+    local out = srv.output()
+    local recycles = H.count(out, "worker 0: a fresh Lua state (")
+    -- 401 requests (and the /state probes) at 45 to 55 per state
+    assert.is_true(recycles >= 6 and recycles <= 10, recycles .. " recycles")
+    assert.truthy(out:find("requests, --max-requests 50)", 1, true))
+    assert.are_not.equal(first, state_of(srv.addr))
+    ng.stop()
+    assert.equal(0, srv.stop())
+  end)
+
+  it("--max-lua-memory 8 keeps a leaking app bounded (100 KB per request): 0 failed requests", function()
+    local srv = H.start("upkeep.lua", { workers = 1, options = { ["max-lua-memory"] = "8" } })
+    local ng = H.nginx(srv.addr)
+    local load = H.http_load(ng.port, "/leak", 4)
+    local peak = 0
+    load.run_until(function()
+      peak = math.max(peak, (tonumber((select(2, H.scgi_get(srv.addr, "/memory")))) or 0))
+      return #load.answers >= 600
+    end, 90, "600 answers")
+    load.drain()
+    assert.same({}, load.failures)
+    -- 600 requests would keep 60 MB; the fresh states keep it near the limit
+    assert.is_true(peak < 24 * 1048576, ("Lua memory reached %.1f MiB"):format(peak / 1048576))
+    local out = srv.output()
+    assert.truthy(out:find("MiB after a collection, --max-lua-memory 8)", 1, true), out)
+    ng.stop()
+    assert.equal(0, srv.stop())
+  end)
+end)
+
+describe("--check", function()
+  after_each(H.cleanup)
+
+  it("loads the app as a worker would, binds nothing, and exits 0", function()
+    local dir = H.tmpdir()
+    local rc, _, out = H.run(H.quote(H.apps .. "/upkeep.lua") .. " --check --socket " .. H.quote(dir .. "/s.sock"))
+    assert.equal(0, rc, out)
+    assert.truthy(out:find("upkeep.lua: ok", 1, true), out)
+    assert.is_false(H.exists(dir .. "/s.sock"))
+  end)
+
+  it("exits 1 naming the file and the line of a syntax error", function()
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/broken.lua", "return function(h, c)\n  c:write(\nend\n")
+    local rc, _, out = H.run(H.quote(dir .. "/broken.lua") .. " --check")
+    assert.equal(1, rc, out)
+    assert.truthy(out:find("broken.lua:3:", 1, true), out)
+  end)
+
+  it("exits 2 for a bad option, as serving would", function()
+    local rc = H.run(H.quote(H.apps .. "/upkeep.lua") .. " --check --workers zero")
+    assert.equal(2, rc)
+  end)
+end)
+
+describe("--backlog", function()
+  after_each(H.cleanup)
+
+  it("sets the listen queue's length (ss shows it)", function()
+    if not H.have("ss") then pending("no ss (iproute2)") end
+    local port = H.free_port()
+    local srv = H.start("upkeep.lua", { socket = "127.0.0.1:" .. port, options = { backlog = "77" } })
+    local line = H.sh_out("ss -ltn 'sport = :" .. port .. "'")
+    assert.truthy(line:find("%s77%s"), line)
+    assert.equal(0, srv.stop())
+  end)
+end)
