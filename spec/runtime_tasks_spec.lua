@@ -345,6 +345,9 @@ describe("a handler that kills a task and then loops", function()
   it("is still stopped by the CPU guard (500) within a few seconds", function()
     local srv = H.start("runtime_tasks.lua", { workers = 1,
       options = { ["cpu-limit"] = "1", ["request-timeout"] = "3" } })
+    -- a serving process stuck in the loop must not outlive the case
+    local serving = H.serving_pid(srv)
+    finally(function() os.execute("kill -KILL " .. serving .. " 2>/dev/null") end)
     local s = assert(H.connect(srv.addr, 6))
     local t0 = H.now()
     assert(s:send((H.encode(H.nginx_headers("GET", "/task/kill-then-loop")))))
