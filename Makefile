@@ -32,7 +32,7 @@ ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 LDSAN = -fsanitize=$(SANITIZE)
 endif
 
-CORE = scgi_parse config addr log stats statsweb listen super priv shdict conn accept sock tls pool resolver app task request guard spawn upkeep lclient lsocket ltls lshared lcoro ltask worker server lscgi
+CORE = scgi_parse config addr log stats statsweb listen super priv shdict conn refuse accept sock tls pool resolver app task request guard spawn upkeep lclient lsocket ltls lshared lcoro ltask worker server lscgi
 CORE_OBJ = $(CORE:%=$(O)/%.o)
 PROGRAM = $(O)/scgi-lua
 MODULE = $(O)/scgi/core.so
@@ -56,9 +56,12 @@ $(O)/%_lua.h: core/%.lua
 	{ echo 'static const char $*_lua[] ='; \
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/  "/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
 
-$(O)/%.o: core/%.c core/*.h $(LUA_SOURCES)
+# -MMD -MP: each object depends on the headers it includes (build/*.d), no more.
+$(O)/%.o: core/%.c $(LUA_SOURCES)
 	@mkdir -p $(O)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(wildcard $(O)/*.d)
 
 $(PROGRAM): $(CORE_OBJ) $(O)/main.o
 	$(CC) $(CFLAGS) $(LDFLAGS) $(LDSAN) -pthread -o $@ $^ $(LUA_LIB) -lev -lssl -lcrypto -lm
@@ -67,10 +70,11 @@ $(MODULE): $(CORE_OBJ)
 	@mkdir -p $(O)/scgi
 	$(CC) $(CFLAGS) $(LDFLAGS) $(LDSAN) $(LIBFLAG) -pthread -o $@ $^ -lev -lssl -lcrypto -lm
 
-$(O)/test_parse: core/test_parse.c core/scgi_parse.c core/scgi_parse.h
+# The parser's C tests always run under ASan and UBSan; CFLAGS adds to (or overrides) -O1 -g.
+$(O)/test_parse: spec/test_parse.c core/scgi_parse.c core/scgi_parse.h
 	@mkdir -p $(O)
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fsanitize=address,undefined \
-	  -fno-sanitize-recover=all -o $@ core/test_parse.c core/scgi_parse.c
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -Icore -O1 -g $(CFLAGS) -fsanitize=address,undefined \
+	  -fno-sanitize-recover=all -o $@ spec/test_parse.c core/scgi_parse.c
 
 # The C parser tests (under ASan and UBSan) and the busted specs; ends with "N passed, N failed".
 test: deps-test
@@ -102,7 +106,7 @@ FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
   -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -I$(LUA_INCDIR) -Ibuild-fuzz
 FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -timeout=25 -print_final_stats=1
-FUZZ_CORE = $(filter-out core/main.c core/test_parse.c,$(wildcard core/*.c))
+FUZZ_CORE = $(filter-out core/main.c,$(wildcard core/*.c))
 
 build-fuzz/fuzz_parse: fuzz/fuzz_parse.c core/scgi_parse.c core/scgi_parse.h
 	@mkdir -p build-fuzz

@@ -1,6 +1,6 @@
 /* conn.c: one client connection: read the header block, hand the request to its owner, carry
    the owner's reads and writes, flush, drain, close. Every socket call is non-blocking; waiting
-   is done by the worker's loop. Connections over --max-connections get a 503 from a reserve. */
+   is done by the worker's loop. */
 #include "conn.h"
 
 #include <errno.h>
@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "refuse.h"
 #include "server.h"
 #include "worker.h"
 
@@ -21,8 +22,6 @@
 #define IN_KEEP (64 * 1024)    /* a body buffer grown past IN_SHRINK is cut back to this */
 #define IN_SHRINK (256 * 1024) /* once drained */
 #define CONN_POOL 256          /* idle conns a worker keeps, with their buffers */
-#define REFUSAL_RESERVE 64     /* refused connections a worker answers and drains at once */
-#define REFUSAL_LINGER 2.0     /* seconds a refused connection may take to close */
 #define FLUSH_MIN 1.0          /* seconds a response gets to flush after its budget ran out */
 
 static const char *logm(const struct conn *c) { return c->rec.method[0] ? c->rec.method : "-"; }
@@ -399,30 +398,6 @@ void conn_reply(struct conn *c, int status, const char *why) {
 
 /* ---- the request head ---- */
 
-/* Keeps the method and URI for the log lines, and warns when nginx 1.22's unbuffered uploads
-   make CONTENT_LENGTH disagree with the client's Content-Length. */
-static void note_request(struct conn *c, const struct scgi_header *h, size_t n) {
-  const char *http_cl = NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (h[i].name_len == 14 && memcmp(h[i].name, "REQUEST_METHOD", 14) == 0) {
-      size_t m =
-          h[i].value_len < sizeof c->rec.method - 1 ? h[i].value_len : sizeof c->rec.method - 1;
-      memcpy(c->rec.method, h[i].value, m);
-      c->rec.method[m] = '\0';
-    } else if (h[i].name_len == 11 && memcmp(h[i].name, "REQUEST_URI", 11) == 0) {
-      if (c->rec.uri == NULL) c->rec.uri = strdup(h[i].value);
-    } else if (h[i].name_len == 19 && memcmp(h[i].name, "HTTP_CONTENT_LENGTH", 19) == 0) {
-      http_cl = h[i].value;
-    }
-  }
-  if (http_cl && strcmp(http_cl, h[0].value) != 0)
-    slog_at(LOG_WARN,
-            "#%llu %s %s: CONTENT_LENGTH %s but the client sent Content-Length %s: the web "
-            "server passes a partial length (nginx 1.22 with scgi_request_buffering off); the "
-            "handler sees %s bytes of body",
-            (unsigned long long)c->rec.id, logm(c), logu(c), h[0].value, http_cl, h[0].value);
-}
-
 static void conn_dispatch(struct conn *c, size_t consumed, size_t nh, uint64_t content_length) {
   struct worker *w = c->w;
   uint64_t limit = w->srv->cfg.max_body_size;
@@ -435,7 +410,7 @@ static void conn_dispatch(struct conn *c, size_t consumed, size_t nh, uint64_t c
   c->in_off = consumed;
   c->body_recv = extra;
   c->state = CONN_OPEN;
-  note_request(c, w->hdrs, nh);
+  stats_note_request(&c->rec, w->hdrs, nh);
   if (limit && content_length > limit) {
     char why[96];
     snprintf(why, sizeof why, "body of %llu bytes is over the limit of %llu",
@@ -568,94 +543,17 @@ static void conn_on_budget(struct ev_loop *loop, ev_timer *t, int revents) {
   conn_close(c);
 }
 
-/* ---- refusing: over --max-connections ---- */
-
-struct refusal {
-  ev_io io; /* first member */
-  ev_timer timer;
-  struct worker *w;
-  struct refusal *prev, *next;
-};
-
-static const char refused_answer[] = "Status: 503 Service Unavailable\r\nContent-Type: text/plain"
-                                     "\r\n\r\n503 Service Unavailable\n";
-
-static void refusal_close(struct refusal *f) {
-  struct worker *w = f->w;
-  ev_io_stop(w->loop, &f->io);
-  ev_timer_stop(w->loop, &f->timer);
-  close(f->io.fd);
-  if (f->prev)
-    f->prev->next = f->next;
-  else
-    w->refusals = f->next;
-  if (f->next) f->next->prev = f->prev;
-  w->nrefusals--;
-  free(f);
-}
-
-/* Drains what the refused client sent; 1 when it closed (or failed). */
-static int drain(int fd, char *scratch) {
-  for (;;) {
-    ssize_t n = recv(fd, scratch, 65536, 0);
-    if (n > 0) continue;
-    if (n < 0 && errno == EINTR) continue;
-    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
-  }
-}
-
-static void on_refusal_io(struct ev_loop *loop, ev_io *io, int revents) {
-  struct refusal *f = (struct refusal *)io;
-  (void)loop;
-  (void)revents;
-  if (drain(io->fd, f->w->scratch)) refusal_close(f);
-}
-
-static void on_refusal_timer(struct ev_loop *loop, ev_timer *t, int revents) {
-  (void)loop;
-  (void)revents;
-  refusal_close((struct refusal *)((char *)t - offsetof(struct refusal, timer)));
-}
-
-/* Answers 503 at once (the answer fits any socket buffer) and drains the request, so the web
-   server reads the answer rather than a reset. Past the reserve, the drain is one read. */
-static void conn_refuse(struct worker *w, int fd, uint64_t id) {
-  struct request_record rec = {.id = id, .status = 503, .start = clock_now()};
-  slog_at(LOG_ERROR, "#%llu - -: 503 Service Unavailable: over --max-connections (%d)",
-          (unsigned long long)id, w->srv->cfg.max_connections);
-  ssize_t n = send(fd, refused_answer, sizeof refused_answer - 1, MSG_NOSIGNAL);
-  rec.bytes_out = n > 0 ? (uint64_t)n : 0;
-  stat_add(&w->st->refused, 1);
-  stats_request_done(w, &rec);
-  shutdown(fd, SHUT_WR);
-  struct refusal *f = w->nrefusals < REFUSAL_RESERVE ? calloc(1, sizeof *f) : NULL;
-  if (drain(fd, w->scratch) || f == NULL) {
-    free(f);
-    close(fd);
-    return;
-  }
-  f->w = w;
-  f->next = w->refusals;
-  if (w->refusals) w->refusals->prev = f;
-  w->refusals = f;
-  w->nrefusals++;
-  ev_io_init(&f->io, on_refusal_io, fd, EV_READ);
-  ev_io_start(w->loop, &f->io);
-  ev_timer_init(&f->timer, on_refusal_timer, REFUSAL_LINGER, 0.);
-  ev_timer_start(w->loop, &f->timer);
-}
-
 /* ---- accepting ---- */
 
 void conn_accept(struct worker *w, int fd) {
   uint64_t id = atomic_fetch_add(&w->srv->next_id, 1);
   if (w->nconns >= (unsigned)w->srv->cfg.max_connections) {
-    conn_refuse(w, fd, id);
+    refuse_conn(w, fd, id);
     return;
   }
   struct conn *c = conn_alloc(w);
   if (c == NULL) {
-    conn_refuse(w, fd, id);
+    refuse_conn(w, fd, id);
     return;
   }
   c->w = w;
@@ -684,9 +582,8 @@ void conn_close_all(struct worker *w) {
   while (w->conns) {
     struct conn *c = w->conns;
     if (c->state == CONN_FLUSH && !c->gone) conn_flush(c);
-    if (c->state != CONN_HEAD) drain(c->fd, w->scratch);
+    if (c->state != CONN_HEAD) sock_drain(c->fd, w->scratch);
     conn_close(c);
   }
-  while (w->refusals)
-    refusal_close(w->refusals);
+  refuse_close_all(w);
 }

@@ -118,17 +118,26 @@ static int set_mode(lua_State *L, int mode) {
   luaL_argcheck(L, ttl >= 0, 4, "negative ttl");
   int evicted = 0;
   int rc = shdict_set(d, k, klen, &v, (double)ttl, clock_now(), mode, &evicted);
-  if (rc != SH_OK) return push_error(L, d, rc, klen + v.len + 64);
+  if (rc != SH_OK) {
+    push_error(L, d, rc, klen + v.len + 64);
+    lua_pushboolean(L, 0);
+    lua_replace(L, -3);
+    lua_pushboolean(L, 0);
+    return 3;
+  }
   lua_pushboolean(L, 1);
-  lua_pushinteger(L, evicted);
-  return 2;
+  lua_pushnil(L);
+  lua_pushboolean(L, evicted > 0);
+  return 3;
 }
 
-/* dict:set(key, value [, ttl]): true (and how many old entries were evicted); nil deletes. */
+/* As OpenResty's shared dict: ok, err, forcible. ok is true, or false with err; forcible says
+   whether live entries were evicted to make room. */
+/* dict:set(key, value [, ttl]): stores the value; nil deletes. */
 static int sh_set(lua_State *L) { return set_mode(L, 0); }
-/* dict:add(key, value [, ttl]): like set, but nil, "exists" when the key is there. */
+/* dict:add(key, value [, ttl]): like set, but false, "exists" when the key is there. */
 static int sh_add(lua_State *L) { return set_mode(L, 1); }
-/* dict:replace(key, value [, ttl]): like set, but nil, "not found" when the key is absent. */
+/* dict:replace(key, value [, ttl]): like set, but false, "not found" when the key is absent. */
 static int sh_replace(lua_State *L) { return set_mode(L, 2); }
 
 /* dict:incr(key, n [, init]): adds n atomically; a missing key starts at init (else an error). */

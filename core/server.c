@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -295,7 +296,16 @@ static void announce(struct server *s) {
   s->ready_fd = -1;
 }
 
+/* A serving process stops (gracefully) when its supervisor is gone. The supervisor sets the
+   parent-death signal before exec; changing the user clears it, so it is set again, and a
+   supervisor that died in between shows as a new parent. */
+static void watch_supervisor(pid_t ppid) {
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != ppid) raise(SIGTERM);
+}
+
 int server_run(struct server *s, char *err, size_t errlen) {
+  pid_t ppid = getppid();
   int rc = 1, drop = (s->cfg.user || s->cfg.group) && !s->serving;
   s->nworkers = s->fn_L ? 1 : s->cfg.workers > 0 ? s->cfg.workers : online_cpus();
   s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
@@ -339,6 +349,7 @@ int server_run(struct server *s, char *err, size_t errlen) {
   if (s->serving && (listen_open(s, err, errlen) < 0 ||
                      ((s->cfg.user || s->cfg.group) && priv_drop(&s->cfg, err, errlen) < 0)))
     goto fail;
+  if (s->serving) watch_supervisor(ppid);
   if (s->cfg.app && s->cfg.reload_on_change) server_watch(s, s->cfg.app);
   if ((s->resolver = resolver_start(2)) == NULL) {
     snprintf(err, errlen, "cannot start the resolver threads");

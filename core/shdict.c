@@ -173,14 +173,15 @@ int shdict_get(struct shdict *d, const char *key, size_t klen, double now, struc
   return rc;
 }
 
-/* Stores a new entry (the old one, if any, already removed), evicting the oldest to fit. */
+/* Stores a new entry (the old one, if any, already removed), evicting the oldest to fit;
+ *evicted counts the live entries that went. */
 static int store(struct shdict *d, const char *key, size_t klen, const struct shvalue *v,
-                 double expires, int *evicted) {
+                 double expires, double now, int *evicted) {
   size_t vlen = v->type == SH_STRING ? v->len : 0, size = entry_size(klen, vlen);
   if (size > d->cap) return SH_TOO_LARGE;
   while (d->used + size > d->cap && d->oldest) {
+    if (evicted && (d->oldest->expires == 0 || d->oldest->expires > now)) (*evicted)++;
     remove_entry(d, d->oldest);
-    if (evicted) (*evicted)++;
   }
   struct shentry *e = malloc(size);
   if (e == NULL) return SH_NO_MEMORY;
@@ -220,7 +221,7 @@ int shdict_set(struct shdict *d, const char *key, size_t klen, const struct shva
       rc = SH_TOO_LARGE; /* the old value stays */
     } else {
       if (e) remove_entry(d, e);
-      rc = store(d, key, klen, v, ttl > 0 ? now + ttl : 0, evicted);
+      rc = store(d, key, klen, v, ttl > 0 ? now + ttl : 0, now, evicted);
     }
   }
   pthread_mutex_unlock(&d->mu);
@@ -251,7 +252,7 @@ int shdict_incr(struct shdict *d, const char *key, size_t klen, const struct shv
       lru_unlink(d, e);
       lru_push(d, e);
     } else {
-      rc = store(d, key, klen, &r, 0, NULL);
+      rc = store(d, key, klen, &r, 0, now, NULL);
     }
     *out = r;
   }

@@ -50,6 +50,29 @@ static const unsigned char name_char[256] = {
     [128 ... 255] = 1,
 };
 
+/* Keeps the method and URI for the log lines, and warns when nginx 1.22's unbuffered uploads
+   make CONTENT_LENGTH (always the first header) disagree with the client's Content-Length. */
+void stats_note_request(struct request_record *r, const struct scgi_header *h, size_t n) {
+  const char *http_cl = NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (h[i].name_len == 14 && memcmp(h[i].name, "REQUEST_METHOD", 14) == 0) {
+      size_t m = h[i].value_len < sizeof r->method - 1 ? h[i].value_len : sizeof r->method - 1;
+      memcpy(r->method, h[i].value, m);
+      r->method[m] = '\0';
+    } else if (h[i].name_len == 11 && memcmp(h[i].name, "REQUEST_URI", 11) == 0) {
+      if (r->uri == NULL) r->uri = strdup(h[i].value);
+    } else if (h[i].name_len == 19 && memcmp(h[i].name, "HTTP_CONTENT_LENGTH", 19) == 0) {
+      http_cl = h[i].value;
+    }
+  }
+  if (http_cl && strcmp(http_cl, h[0].value) != 0)
+    slog_at(LOG_WARN,
+            "#%llu %s %s: CONTENT_LENGTH %s but the client sent Content-Length %s: the web "
+            "server passes a partial length (nginx 1.22 with scgi_request_buffering off); the "
+            "handler sees %s bytes of body",
+            (unsigned long long)r->id, r->method[0] ? r->method : "-", r->uri ? r->uri : "-",
+            h[0].value, http_cl, h[0].value);
+}
 /* What nginx's header line parser refuses (it answers 502): a name with a space, a control
    character or DEL, or starting with ':'; a NUL in a value; a Status that is not 3 digits. A
    name without a ':' is taken as a header with an empty value, as nginx does. */

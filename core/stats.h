@@ -89,6 +89,10 @@ struct head_cache {
 int stats_note_head(struct head_cache *hc, struct request_record *r, const char *p, size_t n,
                     const char **why);
 
+struct scgi_header;
+/* Keeps REQUEST_METHOD and REQUEST_URI of the parsed header block in the record. */
+void stats_note_request(struct request_record *r, const struct scgi_header *h, size_t n);
+
 /* Counts a finished request and writes its access log line (text, or JSON with json set). */
 void stats_request_done(struct worker *w, const struct request_record *r);
 

@@ -224,4 +224,20 @@ print("err=" .. tostring(err))
       os.execute("rm -rf " .. H.quote(dir))
     end)
   end
+
+  it("scgi.multipart and scgi.wsapi are their modules, callable: no name shadows another", function()
+    local rc, out = run_script([[
+local scgi = require "scgi"
+local multipart, wsapi = require "scgi.multipart", require "scgi.wsapi"
+print(scgi.multipart == multipart, scgi.wsapi == wsapi, scgi.multipart_reader == multipart.reader)
+print(type(scgi.multipart.reader), type(scgi.wsapi.wrap_app), type(scgi.wsapi(function() end)))
+local body = "--b\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\nv\r\n--b--\r\n"
+local client = { read = function(_, n) local s = body:sub(1, n) body = body:sub(n + 1) return s ~= "" and s or nil end }
+local got = {}
+print(scgi.multipart({ CONTENT_TYPE = "multipart/form-data; boundary=b", CONTENT_LENGTH = "49" }, client,
+  { on_data = function(d) got[#got + 1] = d end }), table.concat(got))
+]])
+    assert.equal(0, rc, out)
+    assert.equal("true\ttrue\ttrue\nfunction\tfunction\tfunction\n1\tv\n", out)
+  end)
 end)

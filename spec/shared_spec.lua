@@ -15,9 +15,9 @@ describe("scgi.shared", function()
     assert.same({ "text\0bytes", "integer", 42, "float", 1.5, "boolean", false, n = 7 }, r)
   end)
 
-  it("add refuses an existing key and replace a missing one", function()
+  it("add refuses an existing key and replace a missing one (ok, err, forcible)", function()
     local r = call(srv, "/add")
-    assert.same({ true, nil, "exists", nil, "not found", 1, n = 6 }, r)
+    assert.same({ true, nil, false, false, "exists", false, false, "not found", 1, n = 9 }, r)
   end)
 
   it("incr answers not found without init, not a number on a string, and adds floats", function()
@@ -33,13 +33,18 @@ describe("scgi.shared", function()
 
   it("refuses a value over the size cap with a clear error and keeps the old value", function()
     local r = call(srv, "/too-big")
-    assert.is_nil(r[1])
+    assert.is_false(r[1])
     assert.matches("value does not fit: it needs %d+ bytes and scgi.shared.cache holds 65536", r[2])
     assert.equal("kept", r[3])
+    assert.is_false(r[4])
   end)
 
-  it("evicts the least recently used entries to stay under its size", function()
-    assert.same({ true, true, true, true, true, n = 5 }, call(srv, "/lru"))
+  it("evicts the least recently used entries to stay under its size, and says so (forcible)", function()
+    assert.same({ true, true, true, true, true, true, true, n = 7 }, call(srv, "/lru"))
+  end)
+
+  it("does not count entries past their ttl as forced out", function()
+    assert.same({ 0, n = 1 }, call(srv, "/forcible"))
   end)
 
   it("raises bad argument errors and has no dictionaries that were not declared", function()

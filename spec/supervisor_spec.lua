@@ -170,4 +170,29 @@ describe("the supervisor", function()
     assert.equal(srv.pid, pid_of(srv))
     assert.equal(0, srv.stop())
   end)
+
+  -- A supervisor killed outright (SIGKILL, the OOM killer) leaves no serving process behind:
+  -- each stops on its own; with --user the parent-death signal, which the change of user
+  -- clears, is set again.
+  local function orphan_stops(opts)
+    local srv = H.start("crash.lua", opts)
+    local kid = pid_of(srv)
+    srv.kill("KILL")
+    srv.wait(5)
+    local gone = H.wait_for(function() return not H.exists("/proc/" .. kid) end, 5,
+      "the serving process to stop")
+    assert.truthy(gone)
+  end
+
+  it("a serving process stops when its supervisor is killed", function()
+    orphan_stops({ workers = 2 })
+  end)
+
+  it("a serving process stops when its supervisor is killed, also after --user", function()
+    if H.uid() ~= "0" then
+      pending("as root only")
+      return
+    end
+    orphan_stops({ options = { user = "nobody", group = "nogroup" } })
+  end)
 end)

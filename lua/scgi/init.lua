@@ -35,16 +35,19 @@ scgi.read_form = request.read_form
 scgi.parse_cookies = request.parse_cookies
 scgi.path_info = request.path_info
 
--- scgi.multipart(headers, client, { on_part, on_data, on_part_end }, options): streams a
--- multipart/form-data body through callbacks; scgi.multipart_reader(...) is the pull API.
-scgi.multipart = multipart.parse
+-- scgi.multipart is the module scgi.multipart itself, callable: scgi.multipart(headers, client,
+-- { on_part, on_data, on_part_end }, options) is scgi.multipart.parse, which streams a
+-- multipart/form-data body through callbacks; scgi.multipart.reader (also
+-- scgi.multipart_reader) is the pull API. No name shadows another.
+scgi.multipart = multipart
 scgi.multipart_reader = multipart.reader
 
 -- client:redirect(url, status) and client:sse(headers) on every client (scgi.response).
 response.install(core.client_methods)
 
--- scgi.wsapi(app, options): a handler that runs a WSAPI app (scgi.wsapi).
-scgi.wsapi = wsapi.new
+-- scgi.wsapi is the module scgi.wsapi, callable: scgi.wsapi(app, options) is scgi.wsapi.new,
+-- a handler that runs a WSAPI app.
+scgi.wsapi = wsapi
 
 -- scgi.shared.NAME: the dictionary declared with --shared NAME:SIZE (or the `shared` option),
 -- shared by every worker: get, set, add, replace, incr, delete, keys, usage, flush_all.

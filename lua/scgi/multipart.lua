@@ -349,4 +349,7 @@ M.boundary = boundary_of
 -- Content-Disposition-like parsing: the lower-cased value and its parameters.
 M.parse_params = parse_params
 
+-- The module is callable: scgi.multipart(...) is scgi.multipart.parse(...).
+setmetatable(M, { __call = function(_, ...) return M.parse(...) end })
+
 return M

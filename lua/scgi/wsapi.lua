@@ -160,4 +160,7 @@ function M.wrap_app(v, app_file)
   return M.new(v, options)
 end
 
+-- The module is callable: scgi.wsapi(app, options) is scgi.wsapi.new(app, options).
+setmetatable(M, { __call = function(_, ...) return M.new(...) end })
+
 return M

@@ -61,6 +61,13 @@ routes["/resume-loop"] = function()
   while true do coroutine.resume(coroutine.create(function() while true do end end)) end
 end
 
+-- An endless loop of C calls of about 3 ms each (a 4 MiB string upper-cased), with few VM
+-- instructions between them: limits must be kept in time, not in instructions.
+local block = ("0123456789abcdef"):rep(4096)
+routes["/c-loop"] = function()
+  while true do local _ = block:rep(64):upper() end
+end
+
 -- Keeps the worker busy (no yielding) for ms milliseconds of wall-clock time.
 local function spin(ms)
   local t = scgi.now()

@@ -35,10 +35,10 @@ end
 routes["/add"] = function()
   local d = scgi.shared.cache
   d:delete("a")
-  local ok1 = d:add("a", 1)
-  local ok2, err2 = d:add("a", 2)
+  local ok1, err1, forcible1 = d:add("a", 1)
+  local ok2, err2, forcible2 = d:add("a", 2)
   local ok3, err3 = d:replace("missing", 1)
-  return ok1, ok2, err2, ok3, err3, d:get("a")
+  return ok1, err1, forcible1, ok2, err2, forcible2, ok3, err3, d:get("a")
 end
 
 routes["/incr-errors"] = function()
@@ -58,17 +58,36 @@ end
 routes["/too-big"] = function()
   local d = scgi.shared.cache
   d:set("keep", "kept")
-  local ok, err = d:set("keep", ("x"):rep(100000))
-  return ok, err, d:get("keep")
+  local ok, err, forcible = d:set("keep", ("x"):rep(100000))
+  return ok, err, d:get("keep"), forcible
 end
 
 -- Fills the 64K cache with 200 entries of 1000 bytes: the oldest are evicted.
 routes["/lru"] = function()
   local d = scgi.shared.cache
   d:flush_all()
-  for i = 1, 200 do d:set("e" .. i, ("v"):rep(1000)) end
+  local forced = {}
+  for i = 1, 200 do
+    local ok, _, forcible = d:set("e" .. i, ("v"):rep(1000))
+    if ok and forcible then forced[#forced + 1] = i end
+  end
   local used, cap, count = d:usage()
-  return d:get("e1") == nil, d:get("e200") ~= nil, used <= cap, count < 200, #d:keys(0) == count
+  return d:get("e1") == nil, d:get("e200") ~= nil, used <= cap, count < 200, #d:keys(0) == count,
+    forced[1] > 1 and forced[#forced] == 200, #d:get_keys(0) == count
+end
+
+-- Entries past their ttl make room without counting as forcible; live ones count.
+routes["/forcible"] = function()
+  local d = scgi.shared.cache
+  d:flush_all()
+  for i = 1, 200 do d:set("t" .. i, ("v"):rep(1000), 0.05) end
+  scgi.sleep(0.1)
+  local expired_forced = 0
+  for i = 1, 30 do
+    local _, _, forcible = d:set("n" .. i, ("v"):rep(1000))
+    if forcible then expired_forced = expired_forced + 1 end
+  end
+  return expired_forced
 end
 
 routes["/misuse"] = function()
