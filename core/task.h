@@ -73,7 +73,7 @@ struct rt {
   ev_timer slow_timer;         /* --slow-log: looks at the parked requests */
   unsigned served;             /* requests started in the current app (--max-requests) */
   unsigned recycle_at;         /* ... after how many it is built anew */
-  double memory_checked;       /* when --max-lua-memory last looked */
+  double next_full_gc;         /* --max-lua-memory: the heap size of the next full collection */
   struct request *free;        /* a pool of request structs */
   unsigned nfree;
   struct timer *timers; /* pending scgi.timer and scgi.every */

@@ -17,7 +17,10 @@
 #include "task.h"
 #include "worker.h"
 
-#define FULL_GC_EVERY 0.1 /* --max-lua-memory: seconds between two full collections, at least */
+/* --max-lua-memory: after a full collection that left the heap under the limit, the next one
+   waits until the heap grew by this share of the limit, so the collections are paid for by
+   allocation (as Lua's own pause is) and the heap never goes far past the limit. */
+#define FULL_GC_STEP 0.125
 
 static const char *method(const struct request *r) { return r->method[0] ? r->method : "-"; }
 
@@ -101,6 +104,7 @@ static void recycle(struct rt *rt, const char *why) {
     return;
   }
   stat_add(&w->st->recycles, 1);
+  rt->next_full_gc = 0;
   slog("worker %d: a fresh Lua state (%s)", w->id, why);
 }
 
@@ -116,12 +120,11 @@ void upkeep_request_done(struct rt *rt) {
   double limit = s->cfg.max_lua_memory * 1048576.0;
   if (limit <= 0) return;
   lua_State *L = rt->app->L;
-  if ((double)lua_gc(L, LUA_GCCOUNT) * 1024.0 < limit) return; /* the heap, garbage and all */
-  double now = clock_now();
-  if (now - rt->memory_checked < FULL_GC_EVERY) return;
-  rt->memory_checked = now;
+  double heap = (double)lua_gc(L, LUA_GCCOUNT) * 1024.0; /* garbage and all */
+  if (heap < limit || heap < rt->next_full_gc) return;
   lua_gc(L, LUA_GCCOLLECT);
   double kb = (double)lua_gc(L, LUA_GCCOUNT);
+  rt->next_full_gc = kb * 1024.0 + limit * FULL_GC_STEP;
   if (kb * 1024.0 < limit) return;
   snprintf(why, sizeof why, "%.1f MiB after a collection, --max-lua-memory %g", kb / 1024.0,
            s->cfg.max_lua_memory);
