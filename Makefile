@@ -51,6 +51,7 @@ endif
 
 # The Lua files compiled into the module, as C strings: core/NAME.lua gives NAME_lua.
 LUA_SOURCES = $(O)/client_lua.h $(O)/luasocket_lua.h
+.SECONDARY: $(LUA_SOURCES) # kept: make would delete them as intermediates, then rebuild all
 $(O)/%_lua.h: core/%.lua
 	@mkdir -p $(O)
 	{ echo 'static const char $*_lua[] ='; \
