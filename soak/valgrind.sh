@@ -1,6 +1,7 @@
 #!/bin/sh
 # soak/valgrind.sh [SPEC...]: runs busted specs against the program under valgrind's memcheck and
-# summarises every server process's report. Definite or indirect leaks and memory errors make
+# summarises every server process's report (the supervisor's serving processes are traced too:
+# --trace-children; the system's programs a handler runs are not). Definite or indirect leaks and memory errors make
 # valgrind exit 99 (so a spec that checks the exit status fails too) and this script exit 1.
 #
 #   sh soak/valgrind.sh                               # the default subset below
@@ -23,7 +24,8 @@ command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get ins
 wrapper=$OUT/scgi-lua
 cat >"$wrapper" <<EOF
 #!/bin/sh
-exec valgrind --leak-check=full --show-leak-kinds=definite,indirect \\
+exec valgrind --trace-children=yes --trace-children-skip='/bin/*,/usr/bin/*,/sbin/*,/usr/sbin/*' \\
+  --leak-check=full --show-leak-kinds=definite,indirect \\
   --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=30 \\
   --log-file=$OUT/vg.%p.log $PROGRAM "\$@"
 EOF
