@@ -1,8 +1,9 @@
 #!/bin/sh
 # soak/valgrind.sh [SPEC...]: runs busted specs against the program under valgrind's memcheck and
 # summarises every server process's report (the supervisor's serving processes are traced too:
-# --trace-children; the system's programs a handler runs are not). Definite or indirect leaks and memory errors make
-# valgrind exit 99 (so a spec that checks the exit status fails too) and this script exit 1.
+# --trace-children; the system's programs a handler runs are not). Definite or indirect leaks
+# and memory errors make valgrind exit 99 (so a spec that checks the exit status fails too) and
+# this script exit 1.
 #
 #   sh soak/valgrind.sh                               # the default subset below
 #   sh soak/valgrind.sh spec/faults_spec.lua          # any specs
