@@ -546,7 +546,7 @@ static void conn_on_budget(struct ev_loop *loop, ev_timer *t, int revents) {
 /* ---- accepting ---- */
 
 void conn_accept(struct worker *w, int fd) {
-  uint64_t id = atomic_fetch_add(&w->srv->next_id, 1);
+  uint64_t id = atomic_fetch_add(&w->srv->stats->next_id, 1);
   if (w->nconns >= (unsigned)w->srv->cfg.max_connections) {
     refuse_conn(w, fd, id);
     return;

@@ -1,6 +1,8 @@
 /* lscgi.c: luaopen_scgi_core, the C side of require "scgi" (serve, sleep, worker, now, connect,
    shared), and what the runtime needs from the bindings. */
 #include <lauxlib.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -74,7 +76,10 @@ static int l_serve(lua_State *L) {
     s.lua_path = lua_tostring(L, -2); /* stay on the stack while the server runs */
     s.lua_cpath = lua_tostring(L, -1);
   }
+  sigset_t mask;
+  pthread_sigmask(SIG_SETMASK, NULL, &mask);
   int rc = server_run(&s, err, sizeof err);
+  pthread_sigmask(SIG_SETMASK, &mask, NULL); /* server_run leaves the stop signals blocked */
   if (fn) luaL_unref(L, LUA_REGISTRYINDEX, s.fn_ref);
   if (rc != 0) {
     luaL_pushfail(L);

@@ -53,29 +53,32 @@ static void on_hard_stop(struct ev_loop *loop, ev_timer *t, int revents) {
   _exit(1);
 }
 
-/* SIGTERM or SIGINT: stop accepting, let requests finish; a second signal stops at once: the
-   guard stops the Lua each worker runs, and after a second the process exits regardless. */
+/* SIGTERM or SIGINT: stop accepting, let requests finish (--grace); a second signal stops at
+   once: the guard stops the Lua each worker runs, and after a second the process exits
+   regardless. In a serving process they only ever drain; the supervisor's SIG_STOP_NOW stops it
+   at once. */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
-  struct server *s = sig->signum == SIGTERM ? server_of(sig, offsetof(struct server, sig_term))
-                                            : server_of(sig, offsetof(struct server, sig_int));
+  struct server *s = sig->signum == SIGTERM  ? server_of(sig, offsetof(struct server, sig_term))
+                     : sig->signum == SIGINT ? server_of(sig, offsetof(struct server, sig_int))
+                                             : server_of(sig, offsetof(struct server, sig_now));
+  int now = sig->signum == SIG_STOP_NOW || (s->stopping && !s->serving);
   (void)revents;
-  if (s->stopping) {
-    if (s->stopping == 2) return;
-    s->stopping = 2;
-    slog("second stop signal: stopping now");
-    wake_all(s, 2);
-    for (int i = 0; i < s->nworkers; i++)
-      rt_interrupt(&s->workers[i]);
-    ev_timer_set(&s->hard_stop, 1., 0.);
-    ev_timer_start(loop, &s->hard_stop);
-    return;
+  if (!s->stopping) {
+    s->stopping = 1;
+    listener_unlink(&s->lst);
+    accept_stop(s);
+    wake_all(s, 1);
+    ev_timer_set(&s->grace_timer, s->cfg.grace, 0.);
+    ev_timer_start(loop, &s->grace_timer);
   }
-  s->stopping = 1;
-  listener_unlink(&s->lst);
-  accept_stop(s);
-  wake_all(s, 1);
-  ev_timer_set(&s->grace_timer, s->cfg.grace, 0.);
-  ev_timer_start(loop, &s->grace_timer);
+  if (!now || s->stopping == 2) return;
+  s->stopping = 2;
+  slog("second stop signal: stopping now");
+  wake_all(s, 2);
+  for (int i = 0; i < s->nworkers; i++)
+    rt_interrupt(&s->workers[i]);
+  ev_timer_set(&s->hard_stop, 1., 0.);
+  ev_timer_start(loop, &s->hard_stop);
 }
 
 /* SIGHUP: every worker loads the app anew; the listener stays open throughout. */
@@ -196,6 +199,37 @@ static void join_workers(struct server *s) {
     worker_fini(&s->workers[i]);
 }
 
+/* SIGUSR2 upgrades, which is the supervisor's business: here it is only logged. */
+static void on_usr2(struct ev_loop *loop, ev_signal *sig, int revents) {
+  struct server *s = server_of(sig, offsetof(struct server, sig_usr2));
+  (void)loop;
+  (void)revents;
+  slog_at(LOG_WARN, "SIGUSR2 ignored: %s",
+          s->serving ? "upgrades are done by the supervising process (send it there)"
+                     : "no supervising process to upgrade with (--no-master)");
+}
+
+void server_serving_signals(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGTERM);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGHUP);
+  sigaddset(set, SIGUSR1);
+  sigaddset(set, SIGUSR2);
+  sigaddset(set, SIG_STOP_NOW);
+}
+
+static void on_sigpipe(int sig) { (void)sig; }
+
+void server_quiet_sigpipe(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigpipe;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
 static void on_usr1(struct ev_loop *loop, ev_signal *sig, int revents) {
   struct server *s = server_of(sig, offsetof(struct server, sig_usr1));
   (void)loop;
@@ -208,10 +242,19 @@ static void start_signals(struct server *s) {
   ev_signal_init(&s->sig_int, on_stop_signal, SIGINT);
   ev_signal_init(&s->sig_hup, on_reload_signal, SIGHUP);
   ev_signal_init(&s->sig_usr1, on_usr1, SIGUSR1);
+  ev_signal_init(&s->sig_usr2, on_usr2, SIGUSR2);
+  ev_signal_init(&s->sig_now, on_stop_signal, SIG_STOP_NOW);
   ev_signal_start(s->loop, &s->sig_term);
   ev_signal_start(s->loop, &s->sig_int);
   ev_signal_start(s->loop, &s->sig_hup);
   ev_signal_start(s->loop, &s->sig_usr1);
+  ev_signal_start(s->loop, &s->sig_usr2);
+  ev_signal_start(s->loop, &s->sig_now);
+  if (s->serving) { /* blocked since the fork (super.c): a signal that came meanwhile acts now */
+    sigset_t set;
+    server_serving_signals(&set);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  }
   ev_init(&s->grace_timer, on_grace);
   ev_init(&s->hard_stop, on_hard_stop);
   if (s->cfg.reload_on_change && s->cfg.app) {
@@ -225,6 +268,8 @@ static void stop_signals(struct server *s) {
   ev_signal_stop(s->loop, &s->sig_int);
   ev_signal_stop(s->loop, &s->sig_hup);
   ev_signal_stop(s->loop, &s->sig_usr1);
+  ev_signal_stop(s->loop, &s->sig_usr2);
+  ev_signal_stop(s->loop, &s->sig_now);
   ev_timer_stop(s->loop, &s->grace_timer);
   ev_timer_stop(s->loop, &s->hard_stop);
   ev_timer_stop(s->loop, &s->watch_timer);
@@ -306,6 +351,8 @@ static void watch_supervisor(pid_t ppid) {
 
 int server_run(struct server *s, char *err, size_t errlen) {
   pid_t ppid = getppid();
+  sigset_t late;
+  s->pid = (long)getpid();
   int rc = 1, drop = (s->cfg.user || s->cfg.group) && !s->serving;
   s->nworkers = s->fn_L ? 1 : s->cfg.workers > 0 ? s->cfg.workers : online_cpus();
   s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
@@ -319,7 +366,7 @@ int server_run(struct server *s, char *err, size_t errlen) {
     free(s->workers);
     return 1;
   }
-  signal(SIGPIPE, SIG_IGN);
+  server_quiet_sigpipe();
   s->log = log_start(s->cfg.log_file, s->cfg.access_log, s->cfg.log_level, err, errlen);
   if (s->log == NULL) {
     free(s->workers);
@@ -366,6 +413,10 @@ int server_run(struct server *s, char *err, size_t errlen) {
   announce(s);
   release_workers(s, 1);
   ev_run(s->loop, 0);
+  /* what is left is cleaning up: a late signal waits (for the program: for ever, it exits;
+     handle_requests gives the caller its mask back) */
+  server_serving_signals(&late);
+  pthread_sigmask(SIG_BLOCK, &late, NULL);
   stop_signals(s);
   accept_stop(s);
   rc = 0;
@@ -395,6 +446,9 @@ fail:
   if (s->stats) stat_set(&stats_proc(s->stats, s->stats_slot)->pid, 0);
   stats_table_free(s->stats);
   s->stats = NULL;
+  /* why it failed goes to stderr (main.c) and, with --log-file, to the log too: an upgrade's new
+     serving process that cannot load the app says so where the operator looks */
+  if (rc != 0 && err[0] && s->log && s->cfg.log_file) slog_at(LOG_ERROR, "%s", err);
   log_stop(s->log);
   s->log = NULL;
   return rc;

@@ -3,6 +3,8 @@
 #ifndef SCGI_SERVER_H
 #define SCGI_SERVER_H
 
+#include <signal.h>
+
 #include <ev.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -28,7 +30,7 @@ struct server {
   int nworkers;
   struct worker *workers;
   struct ev_loop *loop; /* the main thread's: signals, grace, worker exits */
-  ev_signal sig_term, sig_int, sig_hup, sig_usr1;
+  ev_signal sig_term, sig_int, sig_hup, sig_usr1, sig_usr2, sig_now;
   ev_timer grace_timer, hard_stop; /* the grace period; the second signal's deadline */
   ev_async done;
   ev_io accept_w;        /* --accept handoff: the acceptor */
@@ -38,7 +40,6 @@ struct server {
   atomic_int running;   /* workers whose loop has not ended */
   atomic_int listen_fd; /* lst.fd until the last worker stops accepting and closes it */
   atomic_int stopped_accepting;
-  atomic_uint_fast64_t next_id;
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int ready, failed, go; /* start-up handshake: states built, then the listener is there */
@@ -48,6 +49,7 @@ struct server {
   struct stats_table *stats; /* the figures; shared with the supervisor in a serving process */
   int stats_slot;            /* this process's slot in it */
   int serving;               /* a serving process under the supervisor */
+  long pid;                  /* this process (for the JSON access log) */
   int ready_fd;              /* serving: written once the workers serve, then closed */
   int stats_fd;              /* serving: the supervisor's table */
   int generation;
@@ -89,5 +91,15 @@ void listen_close(struct server *s);
 /* priv.c */
 int priv_chown_socket(struct listener *l, const char *owner, char *err, size_t errlen);
 int priv_drop(const struct scgi_config *cfg, char *err, size_t errlen);
+
+/* A serving process: the supervisor's "stop at once" (its second stop signal). SIGTERM and SIGINT
+   only ever drain a serving process, so one that gets a stop signal twice (from a signal to the
+   whole process group, and forwarded by the supervisor) still drains. */
+#define SIG_STOP_NOW (SIGRTMIN + 2)
+/* The signals a serving process handles; blocked from its fork until its handlers are set. */
+void server_serving_signals(sigset_t *set);
+/* SIGPIPE: a handler that does nothing rather than SIG_IGN, so the programs handlers run get
+   SIGPIPE's default action back at exec, while a write to a closed socket here says EPIPE. */
+void server_quiet_sigpipe(void);
 
 #endif

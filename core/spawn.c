@@ -201,7 +201,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
   double budget = s->cfg.timer_timeout;
-  struct request *r = request_new(rt, tm->app, atomic_fetch_add(&s->next_id, 1),
+  struct request *r = request_new(rt, tm->app, atomic_fetch_add(&s->stats->next_id, 1),
                                   budget > 0 ? clock_now() + budget : 0);
   if (r == NULL) {
     slog_at(LOG_ERROR, "worker %d: timer %s dropped: out of memory", rt->w->id, tm->where);

@@ -155,7 +155,7 @@ static void json_string(char *line, size_t *n, size_t cap, const char *s) {
 }
 
 /* The access log line: text (time, worker, id, method, URI, status, bytes sent, ms), or the same
-   fields as one JSON object. */
+   fields and the process id and bytes received as one JSON object. */
 static void access_line(struct worker *w, const struct request_record *r, double ms) {
   char line[8192], when[40];
   size_t n;
@@ -163,8 +163,8 @@ static void access_line(struct worker *w, const struct request_record *r, double
   log_time(when, sizeof when);
   if (w->srv->cfg.access_log_format == LOG_FORMAT_JSON) {
     n = (size_t)snprintf(line, sizeof line,
-                         "{\"time\":\"%s\",\"worker\":%d,\"id\":%llu,\"method\":", when, w->id,
-                         (unsigned long long)r->id);
+                         "{\"time\":\"%s\",\"pid\":%ld,\"worker\":%d,\"id\":%llu,\"method\":", when,
+                         w->srv->pid, w->id, (unsigned long long)r->id);
     json_string(line, &n, sizeof line - 96, method);
     n += (size_t)snprintf(line + n, sizeof line - n, ",\"uri\":");
     json_string(line, &n, sizeof line - 96, uri);
@@ -203,7 +203,7 @@ void stats_request_done(struct worker *w, const struct request_record *r) {
 
 /* ---- the table ---- */
 
-#define TABLE_MAGIC 0x5c61u
+#define TABLE_MAGIC 0x5c62u /* changes with the layout */
 
 static size_t table_size(int nprocs, int nworkers) {
   return sizeof(struct stats_table) + (size_t)nprocs * sizeof(struct proc_stats) +

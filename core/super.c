@@ -97,7 +97,7 @@ static int spawn(struct super *sp, int slot, char *err, size_t errlen) {
     fcntl(sp->stats_fd, F_SETFD, 0);
     fcntl(pfd[1], F_SETFD, 0);
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* the supervisor gone: drain and stop */
-    sigemptyset(&none);
+    server_serving_signals(&none);    /* held until its handlers are set (server.c) */
     sigprocmask(SIG_SETMASK, &none, NULL);
     execv(sp->exe, argv);
     _exit(127);
@@ -318,7 +318,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents) {
     ev_timer_set(&sp->stop_deadline, 2., 0.);
   }
   ev_timer_start(loop, &sp->stop_deadline);
-  signal_kids(sp, -1, SIGTERM);
+  signal_kids(sp, -1, sp->stopping == 1 ? SIGTERM : SIG_STOP_NOW);
   int alive = 0;
   for (int i = 0; i < sp->nslots; i++)
     alive += sp->kids[i].pid > 0;
@@ -453,7 +453,7 @@ int super_run(struct server *s, int argc, char **argv, char *err, size_t errlen)
     return 1;
   }
   sp->exe[n] = '\0';
-  signal(SIGPIPE, SIG_IGN);
+  server_quiet_sigpipe();
   if (check_app(sp) < 0) return 1; /* the check printed why */
   s->lst.fd = s->web.lst.fd = -1;
   s->log = log_start(s->cfg.log_file, NULL, s->cfg.log_level, err, errlen);

@@ -5,22 +5,17 @@ local socket = require "socket"
 
 -- scgi.worker() of the worker, read through the /worker route (whose own request counts).
 local function worker(addr)
-  local status, _, body = H.request(addr, "GET", "/worker")
-  assert.equal(200, status)
-  return assert(load(body))()
+  return assert(load((H.request_ok(addr, "GET", "/worker"))))()
 end
 
 -- What /sleep-then-write or /sleep-then-closed recorded under id, or nil while nothing was.
 local function result(addr, id)
-  local status, _, body = H.request(addr, "GET", "/result?id=" .. id)
-  assert.equal(200, status)
-  return assert(load(body))()
+  return assert(load((H.request_ok(addr, "GET", "/result?id=" .. id))))()
 end
 
 -- Opens a connection and sends a GET for uri; the answer is read by collect.
 local function open(addr, uri)
-  local s = assert(H.connect(addr, 5))
-  assert(s:send((H.encode(H.nginx_headers("GET", uri)))))
+  local s = H.send_get(addr, uri, 5)
   s:settimeout(0)
   return { s = s, uri = uri, sent = H.now(), parts = {} }
 end
@@ -117,16 +112,12 @@ describe("scgi.sleep on one worker", function()
   end)
 
   it("scgi.sleep works under pcall in the handler's own coroutine", function()
-    local status, _, body = H.request(srv.addr, "GET", "/sleep-in-pcall")
-    assert.equal(200, status)
-    assert.equal("pcall=true err=nil", body)
+    assert.equal("pcall=true err=nil", (H.request_ok(srv.addr, "GET", "/sleep-in-pcall")))
   end)
 
   it("scgi.sleep in a coroutine the handler created parks the request and comes back there", function()
     local t0 = H.now()
-    local status, _, body = H.request(srv.addr, "GET", "/sleep-in-coroutine")
-    assert.equal(200, status)
-    assert.equal("pcall=true err=slept", body)
+    assert.equal("pcall=true err=slept", (H.request_ok(srv.addr, "GET", "/sleep-in-coroutine")))
     assert.is_true(H.now() - t0 >= 0.05)
     H.hello_ok(srv.addr)
   end)
@@ -194,9 +185,7 @@ describe("--cpu-limit 1", function()
 
   it("does not stop a handler whose busy stretches are each under the limit", function()
     local t0 = H.now()
-    local status, _, body = H.request(srv.addr, "GET", "/spin-segments?n=3&ms=600")
-    assert.equal(200, status)
-    assert.equal("segments done", body)
+    assert.equal("segments done", (H.request_ok(srv.addr, "GET", "/spin-segments?n=3&ms=600")))
     assert.is_true(H.now() - t0 >= 1.7) -- 1.8 s of work in all, over the 1 s limit
   end)
 end)
@@ -214,9 +203,7 @@ describe("--request-timeout 1", function()
   end
 
   it("lets a request within its budget finish", function()
-    local status, _, body = H.request(srv.addr, "GET", "/sleep?s=0.3")
-    assert.equal(200, status)
-    assert.equal("slept 0.3", body)
+    assert.equal("slept 0.3", (H.request_ok(srv.addr, "GET", "/sleep?s=0.3")))
   end)
 
   it("answers 504 in about 1 s to a handler sleeping 5 s, and logs it", function()
@@ -316,9 +303,7 @@ describe("--memory-limit 32", function()
   end)
 
   it("raises a memory error a handler can catch with pcall, and it can allocate afterwards", function()
-    local status, _, body = H.request(srv.addr, "GET", "/alloc-pcall")
-    assert.equal(200, status)
-    assert.equal("pcall=false err=not enough memory small=1000", body)
+    assert.equal("pcall=false err=not enough memory small=1000", (H.request_ok(srv.addr, "GET", "/alloc-pcall")))
     H.hello_ok(srv.addr)
   end)
 end)
@@ -335,6 +320,15 @@ for _, transport in ipairs({ "unix", "tcp" }) do
         "the live request count to return to 1")
     end
 
+    -- GET uri&id=id, whose handler sleeps: the client goes away 0.2 s later; returns what the
+    -- handler recorded under id once it did.
+    local function gone_while_asleep(uri, id)
+      local s = open(srv.addr, uri .. "&id=" .. id)
+      H.sleep(0.2)
+      s.s:close()
+      return H.wait_for(function() return result(srv.addr, id) end, 5, "the handler's record")
+    end
+
     it("mid-response (100 MiB streamed): the coroutine is freed and the write said closed", function()
       assert.equal(1, worker(srv.addr).active_requests)
       local id = transport .. "-stream"
@@ -344,19 +338,13 @@ for _, transport in ipairs({ "unix", "tcp" }) do
       assert.equal(65536, #got)
       s.s:close()
       live_back_to_one()
-      local status, _, body = H.request(srv.addr, "GET", "/stream-end?id=" .. id)
-      assert.equal(200, status)
-      assert.equal("write nil closed", body)
+      assert.equal("write nil closed", (H.request_ok(srv.addr, "GET", "/stream-end?id=" .. id)))
       H.wait_for(function() return worker(srv.addr).active_connections == 1 end, 5, "the connection to close")
       H.hello_ok(srv.addr)
     end)
 
     it("while the handler sleeps: client:closed() turns true and a write then says closed", function()
-      local id = transport .. "-closed"
-      local s = open(srv.addr, "/sleep-then-closed?s=1&id=" .. id)
-      H.sleep(0.2)
-      s.s:close()
-      local r = H.wait_for(function() return result(srv.addr, id) end, 5, "the handler's record")
+      local r = gone_while_asleep("/sleep-then-closed?s=1", transport .. "-closed")
       assert.is_false(r.before) -- asked before the sleep, with the peer still there
       assert.is_true(r.closed)
       assert.equal("nil", r.write)
@@ -394,11 +382,7 @@ for _, transport in ipairs({ "unix", "tcp" }) do
     end
 
     it("while the handler sleeps: the handler's next write returns nil, 'closed'", function()
-      local id = transport .. "-write"
-      local s = open(srv.addr, "/sleep-then-write?s=1&id=" .. id)
-      H.sleep(0.2)
-      s.s:close()
-      local r = H.wait_for(function() return result(srv.addr, id) end, 5, "the handler's record")
+      local r = gone_while_asleep("/sleep-then-write?s=1", transport .. "-write")
       assert.is_true(r.closed)
       assert.equal("nil", r.flush)
       assert.equal("closed", r.flush_err)

@@ -10,6 +10,17 @@ local function head_lines(raw)
   return t
 end
 
+-- Reads a response's head from the socket s up to its empty line; returns the lines, the empty
+-- one last.
+local function receive_head(s)
+  local head = {}
+  repeat
+    local l = assert(s:receive("*l"))
+    head[#head + 1] = l
+  until l == ""
+  return head
+end
+
 -- Decodes the /read route's "len:piece," list.
 local function pieces(s)
   local out, i = {}, 1
@@ -106,10 +117,8 @@ describe("the client object", function()
   end)
 
   it("raises 'attempt to use a closed scgi client' for a client used after its request", function()
-    local status, _, body = H.request(srv.addr, "GET", "/keep")
-    assert.equal(200, status)
-    assert.equal("kept", body)
-    status, _, body = H.request(srv.addr, "GET", "/use-kept")
+    assert.equal("kept", (H.request_ok(srv.addr, "GET", "/keep")))
+    local status, _, body = H.request(srv.addr, "GET", "/use-kept")
     assert.equal(200, status)
     assert.truthy(body:find("^false [^\n]*test.lua:%d+: attempt to use a closed scgi client scgi%.client %(closed%)$"),
       body)
@@ -117,19 +126,15 @@ describe("the client object", function()
 
   it("ends the response at close(); later writes raise", function()
     local mark = #srv.output()
-    local status, _, body = H.request(srv.addr, "GET", "/close-early")
-    assert.equal(200, status)
-    assert.equal("closed early", body)
+    assert.equal("closed early", (H.request_ok(srv.addr, "GET", "/close-early")))
     H.hello_ok(srv.addr) -- the route's own assertion would be logged as a handler error
     assert.is_nil(H.log_since(srv, mark):find("handler error", 1, true), H.log_since(srv, mark))
   end)
 
   it("closes the client held by a <close> variable", function()
-    local status, _, body = H.request(srv.addr, "GET", "/tbc")
-    assert.equal(200, status)
-    assert.equal("to-be-closed", body)
+    assert.equal("to-be-closed", (H.request_ok(srv.addr, "GET", "/tbc")))
     local mark = #srv.output()
-    status, _, body = H.request(srv.addr, "GET", "/tbc-block")
+    local status, _, body = H.request(srv.addr, "GET", "/tbc-block")
     assert.equal(200, status)
     assert.equal("tbc-block", body)
     local log = H.wait_log(srv, mark, "TBC after block:")
@@ -159,11 +164,9 @@ describe("the client object", function()
   it("still delivers the response after client:closed() on a half-closed connection", function()
     -- the single worker spins for 0.3 s, so the request and the half-close are both queued
     -- before the server looks at the connection
-    local busy = assert(H.connect(srv.addr, 5))
-    busy:send((H.encode(H.nginx_headers("GET", "/spin?ms=300"))))
+    local busy = H.send_get(srv.addr, "/spin?ms=300", 5)
     H.sleep(0.05)
-    local s = assert(H.connect(srv.addr, 5))
-    s:send((H.encode(H.nginx_headers("GET", "/closed-check"))))
+    local s = H.send_get(srv.addr, "/closed-check", 5)
     s:shutdown("send")
     assert.equal(200, (H.parse(busy:receive("*a"))))
     busy:close()
@@ -175,25 +178,16 @@ describe("the client object", function()
   end)
 
   it("client:closed() is false while the client is connected", function()
-    local status, _, body = H.request(srv.addr, "GET", "/closed-check")
-    assert.equal(200, status)
-    assert.equal("closed()=false;after", body)
+    assert.equal("closed()=false;after", (H.request_ok(srv.addr, "GET", "/closed-check")))
   end)
 
   it("flush() returns the client and sends what is buffered", function()
-    local status, _, body = H.request(srv.addr, "GET", "/flush")
-    assert.equal(200, status)
-    assert.equal("flushed", body)
+    assert.equal("flushed", (H.request_ok(srv.addr, "GET", "/flush")))
     -- /flush-then-read flushes, then waits for the body: its first bytes must arrive before the
     -- body is sent
     local s = assert(H.connect(srv.addr, 5))
     s:send((H.encode(H.nginx_headers("POST", "/flush-then-read"), "the body")))
-    local head = {}
-    repeat
-      local l = assert(s:receive("*l"))
-      head[#head + 1] = l
-    until l == ""
-    assert.equal("Status: 200 OK", head[1])
+    assert.equal("Status: 200 OK", receive_head(s)[1])
     assert.equal("first;", s:receive(6))
     s:send("the body")
     local rest = s:receive("*a")
@@ -262,9 +256,7 @@ describe("the client object", function()
   end)
 
   it("lets a handler run child processes and get their exit status", function()
-    local status, _, body = H.request(srv.addr, "GET", "/spawn?n=20")
-    assert.equal(200, status)
-    assert.equal("all 20 good", body)
+    assert.equal("all 20 good", (H.request_ok(srv.addr, "GET", "/spawn?n=20")))
   end)
 
   it("answers 500 to a non-string error object and logs it", function()
@@ -295,14 +287,8 @@ describe("many clients and slow clients on one worker", function()
 
   it("keeps serving others promptly while a slow client reads a 100 MiB response", function()
     local total = 100 * 1048576
-    local s = assert(H.connect(srv.addr, 20))
-    s:send((H.encode(H.nginx_headers("GET", "/stream?mb=100"))))
-    local head = {}
-    repeat
-      local l = assert(s:receive("*l"))
-      head[#head + 1] = l
-    until l == ""
-    assert.equal("Status: 200 OK", head[1])
+    local s = H.send_get(srv.addr, "/stream?mb=100", 20)
+    assert.equal("Status: 200 OK", receive_head(s)[1])
     local got, bad = 0, false
     local worst = 0
     for _ = 1, 20 do
@@ -332,8 +318,7 @@ describe("many clients and slow clients on one worker", function()
 
   it("keeps serving after a client disconnects in the middle of a large response", function()
     local mark = #srv.output()
-    local s = assert(H.connect(srv.addr, 20))
-    s:send((H.encode(H.nginx_headers("GET", "/stream?mb=50"))))
+    local s = H.send_get(srv.addr, "/stream?mb=50", 20)
     assert(s:receive(100000))
     s:close()
     H.hello_ok(srv.addr)
@@ -379,12 +364,7 @@ describe("a body the handler does not read, over TCP", function()
     local body = ("t"):rep(10 * 1048576)
     local s = assert(H.connect(srv.addr, 20))
     s:send((H.encode(H.nginx_headers("POST", "/noread"), body)))
-    local head = {}
-    repeat
-      local l = assert(s:receive("*l"))
-      head[#head + 1] = l
-    until l == ""
-    assert.equal("Status: 200 OK", head[1])
+    assert.equal("Status: 200 OK", receive_head(s)[1])
     assert.equal("did not read\n", s:receive(13))
     assert.equal(#body, (s:send(body)))
     local rest, err, partial = s:receive("*a")

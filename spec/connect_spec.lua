@@ -10,55 +10,9 @@ local REDIS_SERVER = "/usr/bin/redis-server"
 
 local function executable(path) return os.execute("test -x " .. H.quote(path)) == true end
 
-local function urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~/]", function(c) return ("%%%02X"):format(c:byte()) end))
-end
-
--- "/route?k=v&..." with the values url-encoded.
-local function uri(route, params)
-  local keys = {}
-  for k in pairs(params or {}) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. urlencode(params[k]) end
-  return route .. (#parts > 0 and ("?" .. table.concat(parts, "&")) or "")
-end
-
-local function decode(status, body, raw, what)
-  assert(status == 200, ("%s: status %s, answer: %s"):format(what, tostring(status), tostring(raw)))
-  return assert(load(body, "=" .. what))()
-end
-
--- One request whose answer is a Lua table (see spec/apps/connect.lua).
-local function call(addr, route, params)
-  local u = uri(route, params)
-  local status, _, body, raw = H.request(addr, "GET", u)
-  return decode(status, body, raw, u)
-end
-
--- Sends a request and returns at once; the function returned reads the answer (a Lua table).
-local function start_call(addr, route, params)
-  local u = uri(route, params)
-  local s = assert(H.connect(addr, 30))
-  local head = H.encode(H.nginx_headers("GET", u), "")
-  assert(s:send(head))
-  return function()
-    local raw, err, partial = s:receive("*a")
-    s:close()
-    local status, _, body, whole = H.parse(raw or partial, err)
-    return decode(status, body, whole, u)
-  end, u
-end
-
--- A raw RESP exchange over LuaSocket (no redis-lua): the first reply line.
-local function redis_line(addr, command)
-  local s = H.connect(addr, 2)
-  if not s then return nil end
-  s:send(command .. "\r\n")
-  local line = s:receive("*l")
-  s:close()
-  return line
-end
+-- Requests whose answer is a Lua table (see spec/apps/connect.lua): at once, or sent now and read
+-- by the function returned.
+local call, start_call = H.call, H.start_call
 
 -- Starts Debian's redis-server with extra args in a private directory; waits until it answers
 -- PING at addr ("127.0.0.1:P" or a unix path).
@@ -70,7 +24,7 @@ local function start_redis(args, addr, dir)
     "--appendonly no --daemonize no --dir " .. H.quote(dir), dir, "redis")
   H.wait_for(function()
     if not proc.alive() then error("redis-server exited early:\n" .. proc.output(), 3) end
-    return redis_line(addr, "PING") == "+PONG"
+    return H.redis_line(addr, "PING") == "+PONG"
   end, 10, "redis-server to answer PING at " .. addr)
   return proc
 end
@@ -118,11 +72,7 @@ describe("scgi.connect (cooperative sockets)", function()
       options = { ["request-timeout"] = "5", grace = "5" } })
   end)
 
-  teardown(function()
-    local rc = srv and srv.alive() and srv.stop()
-    H.cleanup()
-    if srv then assert.equal(0, rc) end
-  end)
+  teardown(function() H.stop_clean(srv) end)
 
   describe("with redis-lua on a real redis-server", function()
     it("serves 100 concurrent requests on one worker, each INCR, SET/GET 10 KB, BLPOP 0.2 s",
@@ -184,7 +134,7 @@ describe("scgi.connect (cooperative sockets)", function()
       assert.is_true(r.get_again_same)
       local r2 = call(srv.addr, "/redis", { path = redis_path, id = 8 })
       assert.equal(2, r2.counter)
-      assert.equal(":2", redis_line(redis_path, "INCRBY counter 0"))
+      assert.equal(":2", H.redis_line(redis_path, "INCRBY counter 0"))
     end)
   end)
 

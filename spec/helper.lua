@@ -241,6 +241,14 @@ function H.cleanup()
   dirs = {}
 end
 
+-- For a teardown: stops srv if it started and still runs, then everything else (H.cleanup); a
+-- server that started must have exited 0 (one that died before is a failure too).
+function H.stop_clean(srv)
+  local rc = srv and srv.alive() and srv.stop()
+  H.cleanup()
+  if srv then luassert.equal(0, rc) end
+end
+
 -- The log text a server wrote since `mark` (a length of proc.output()).
 function H.log_since(srv, mark) return srv.output():sub(mark + 1) end
 
@@ -333,6 +341,26 @@ function H.request(addr, method, uri, body, extra)
   return H.parse(raw, err)
 end
 
+-- The body and headers of an answer (status, headers, body as H.request and H.http return them)
+-- whose status must be 200.
+local function answer_200(status, headers, body)
+  luassert.equal(200, status)
+  return body, headers
+end
+
+-- One SCGI request (H.request's arguments) that must answer 200; returns the body and headers.
+function H.request_ok(addr, method, uri, body, extra)
+  return answer_200(H.request(addr, method, uri, body, extra))
+end
+
+-- Connects to addr (H.connect, timeout default 10 s) and sends GET uri with nginx's headers;
+-- returns the socket, whose answer the caller reads.
+function H.send_get(addr, uri, timeout)
+  local s = assert(H.connect(addr, timeout or 10))
+  assert(s:send((H.encode(H.nginx_headers("GET", uri)))))
+  return s
+end
+
 -- One SCGI request bounded to 10 s; returns status, body, the raw answer and the number of bytes
 -- sent.
 function H.scgi_get(addr, uri, method, body)
@@ -344,9 +372,7 @@ end
 
 -- GET /hello answers 200 "Hello world\n" (the app's sign of life after a case).
 function H.hello_ok(addr)
-  local status, _, body = H.request(addr, "GET", "/hello")
-  luassert.equal(200, status)
-  luassert.equal("Hello world\n", body)
+  luassert.equal("Hello world\n", (H.request_ok(addr, "GET", "/hello")))
 end
 
 -- GET uri on srv answers the server's own 500 (text/plain "500 Internal Server Error\n"); when
@@ -467,6 +493,11 @@ function H.http(port, method, path, body, headers)
   return status, hs, rest
 end
 
+-- An HTTP request through H.http that must answer 200; returns the body and headers.
+function H.http_ok(port, method, path, body, headers)
+  return answer_200(H.http(port, method, path, body, headers))
+end
+
 -- Sends raw bytes (an HTTP request as a client writes it, repeated lines and all) to
 -- 127.0.0.1:port; returns status, headers (lower-case names; repeated ones joined by "\n"), body
 -- and the raw answer.
@@ -580,6 +611,31 @@ function H.serving_pid(srv, timeout)
     if pid then return pid end
     if srv.output():find("no-master", 1, true) then return srv.pid end
   end, timeout or 10, "the serving process of " .. srv.pid)
+end
+
+-- The signal a serving process that crashes dies of: SIGSEGV, or SIGABRT in an ASan build
+-- (ASan catches the SIGSEGV, reports it and aborts).
+function H.crash_signal()
+  if H.asan == nil then
+    H.asan = H.sh_out("ldd " .. q(H.program) .. " 2>/dev/null"):find("libasan", 1, true) ~= nil
+  end
+  return H.asan and 6 or 11
+end
+
+-- The pids of a process's children (the supervisor's serving processes).
+function H.children(pid)
+  local out = {}
+  for p in (read_file("/proc/" .. pid .. "/task/" .. pid .. "/children") or ""):gmatch("%d+") do
+    out[#out + 1] = tonumber(p)
+  end
+  return out
+end
+
+-- The pid of the process that answers GET /pid (the spec apps crash.lua and others say it).
+function H.pid_of(srv)
+  local status, body = H.scgi_get(srv.addr, "/pid")
+  luassert.equal(200, status)
+  return tonumber(body)
 end
 
 -- Number of open descriptors of a process.
@@ -749,6 +805,13 @@ function H.start_call(addr, route, params, timeout)
     local status, _, body, raw = finish()
     return H.decode(status, body, raw, u)
   end, u
+end
+
+-- Runs the finishers H.start_call returned and returns their answers, in order.
+function H.finish_all(pending)
+  local out = {}
+  for i, f in ipairs(pending) do out[i] = f() end
+  return out
 end
 
 -- A throwaway self-signed certificate for CN localhost with the subjectAltName san (default

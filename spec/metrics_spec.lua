@@ -112,4 +112,32 @@ describe("--access-log-format json", function()
     assert.equal('/missing?q="x"', b.uri) -- escaped in the JSON, as sent in the request
     assert.equal(404, b.status)
   end)
+
+  it("--processes 2 and a crash: request ids stay unique, and each line names its process", function()
+    local dir = H.tmpdir()
+    local log = dir .. "/access.log"
+    local srv = H.start("crash.lua", { dir = dir, args = { "--processes", "2", "--access-log", log,
+      "--access-log-format", "json" } })
+    local pids = {}
+    for _ = 1, 20 do pids[tonumber((select(2, H.scgi_get(srv.addr, "/pid"))))] = true end
+    H.raw(srv.addr, (H.encode(H.nginx_headers("GET", "/crash"))), 5)
+    H.wait_log_match(srv, 0, "serving process %d+ killed by signal")
+    H.wait_for(function()
+      local n = 0
+      for _ in pairs(pids) do n = n + 1 end
+      local status, body = H.scgi_get(srv.addr, "/pid")
+      if status == 200 then pids[tonumber(body)] = true end
+      return n >= 3
+    end, 10, "answers from the new serving process")
+    for _ = 1, 20 do H.scgi_get(srv.addr, "/pid") end
+    assert.equal(0, srv.stop())
+    local seen, lines = {}, H.lines(H.read_file(log))
+    assert.is_true(#lines >= 40, #lines .. " lines")
+    for _, line in ipairs(lines) do
+      local r = H.json_decode(line)
+      assert.is_nil(seen[r.id], "id " .. tostring(r.id) .. " twice")
+      seen[r.id] = true
+      if r.uri == "/pid" then assert.truthy(pids[r.pid], "pid " .. tostring(r.pid)) end
+    end
+  end)
 end)

@@ -264,12 +264,8 @@ describe("examples/sse.lua through nginx", function()
   local ng = H.nginx_for(srv)
 
   it("serves the page and a stream that goes on from Last-Event-ID", function()
-    local status, _, body = H.http(ng.port, "GET", "/")
-    assert.equal(200, status)
-    assert.matches('new EventSource("events")', body, 1, true)
-    local headers
-    status, headers, body = H.http(ng.port, "GET", "/events?count=3&interval=0.01", nil, { ["Last-Event-ID"] = "41" })
-    assert.equal(200, status)
+    assert.matches('new EventSource("events")', (H.http_ok(ng.port, "GET", "/")), 1, true)
+    local body, headers = H.http_ok(ng.port, "GET", "/events?count=3&interval=0.01", nil, { ["Last-Event-ID"] = "41" })
     assert.equal("text/event-stream", headers["content-type"])
     local ids = {}
     for id in body:gmatch("id: (%d+)\n") do ids[#ids + 1] = tonumber(id) end

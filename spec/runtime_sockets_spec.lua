@@ -10,13 +10,6 @@ local socket = require "socket"
 
 local LUA_PATH = "LUA_PATH='/usr/share/lua/5.3/?.lua;;'"
 
--- Runs the finishers (H.start_call) and returns their answers, in order.
-local function finish_all(pending)
-  local out = {}
-  for i, f in ipairs(pending) do out[i] = f() end
-  return out
-end
-
 -- GET /hello on srv answers in under `bound` seconds (the worker is not held).
 local function hello_fast(srv, bound)
   local t0 = H.now()
@@ -32,11 +25,7 @@ describe("LuaSocket inside requests, tasks and coroutines", function()
     peer = H.http_peer()
     srv = H.start("runtime_sockets.lua", { workers = 1, env = LUA_PATH })
   end)
-  teardown(function()
-    local rc = srv and srv.alive() and srv.stop()
-    H.cleanup()
-    if srv then assert.equal(0, rc) end
-  end)
+  teardown(function() H.stop_clean(srv) end)
 
   it("socket.tcp() is cooperative in the handler, a task and a coroutine; LuaSocket's own at load time",
     function()
@@ -59,7 +48,7 @@ describe("LuaSocket inside requests, tasks and coroutines", function()
     local pending = {}
     for i = 1, 3 do pending[i] = H.start_call(srv.addr, "/sleep", { s = 1 }) end
     hello_fast(srv, 0.3)
-    for _, r in ipairs(finish_all(pending)) do assert.is_true(r.elapsed >= 0.95, "slept " .. r.elapsed) end
+    for _, r in ipairs(H.finish_all(pending)) do assert.is_true(r.elapsed >= 0.95, "slept " .. r.elapsed) end
     local took = H.now() - t0
     assert.is_true(took < 1.8, ("three 1 s sleeps took %.2f s"):format(took))
   end)
@@ -74,7 +63,7 @@ describe("LuaSocket inside requests, tasks and coroutines", function()
       end
       H.sleep(0.2)
       hello_fast(srv, 0.5)
-      for i, r in ipairs(finish_all(pending)) do
+      for i, r in ipairs(H.finish_all(pending)) do
         assert.equal(200, r.code)
         assert.matches(("^/slow%d after 1 s %%(answer %%d+%%)\n$"):format(i), r.body)
         assert.is_true(r.elapsed >= 0.95)
@@ -125,7 +114,7 @@ describe("LuaSocket inside requests, tasks and coroutines", function()
           { port = redis.port, mode = mode, key = mode .. i, pause = 1 })
       end
       hello_fast(srv, 0.5)
-      for i, r in ipairs(finish_all(pending)) do
+      for i, r in ipairs(H.finish_all(pending)) do
         assert.is_nil(r.error, "request " .. i .. ": " .. tostring(r.error))
         assert.is_true(r.ping)
         assert.equal(1, r.incr)
@@ -217,11 +206,7 @@ describe("the connection pool (setkeepalive) against redis-server", function()
     redis = H.redis()
     srv = H.start("runtime_sockets.lua", { workers = 1, env = LUA_PATH })
   end)
-  teardown(function()
-    local rc = srv and srv.alive() and srv.stop()
-    H.cleanup()
-    if srv then assert.equal(0, rc) end
-  end)
+  teardown(function() H.stop_clean(srv) end)
 
   -- connected_clients of INFO clients, the connection the spec asks over included
   local function clients() return tonumber(redis.command("INFO clients"):match("connected_clients:(%d+)")) end
@@ -366,11 +351,7 @@ describe("names: resolved off the worker, every address tried", function()
     end
     srv = H.start("runtime_sockets.lua", { workers = 1, dir = dir, env = LUA_PATH .. " " .. prefix })
   end)
-  teardown(function()
-    local rc = srv and srv.alive() and srv.stop()
-    H.cleanup()
-    if srv then assert.equal(0, rc) end
-  end)
+  teardown(function() H.stop_clean(srv) end)
 
   it("localhost is ::1 first, then 127.0.0.1: connect skips the refused ::1 and reaches the peer",
     function()
@@ -405,7 +386,7 @@ describe("names: resolved off the worker, every address tried", function()
     local fast = H.call(srv.addr, "/connect", { host = "fast.test", port = redis.port, timeout = 5 })
     assert.same({ n = 1, 1 }, fast.connect)
     assert.is_true(fast.elapsed < 0.5, ("fast.test took %.2f s: it waited for slow.test"):format(fast.elapsed))
-    for _, r in ipairs(finish_all(slow)) do
+    for _, r in ipairs(H.finish_all(slow)) do
       assert.same({ n = 1, 1 }, r.connect)
       assert.same({ n = 3, "127.0.0.1", redis.port, "inet" }, r.peer)
       assert.is_true(r.elapsed >= 1.4, "slow.test resolved in " .. r.elapsed)

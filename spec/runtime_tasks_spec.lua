@@ -63,8 +63,7 @@ describe("coroutines the handler makes, waiting inside a request", function()
 
   it("client:write parks inside a generator while the web server does not read: 8 MiB arrive whole",
     function()
-      local s = assert(H.connect(srv.addr, 20))
-      assert(s:send((H.encode(H.nginx_headers("GET", "/co/write-big?mb=8")))))
+      local s = H.send_get(srv.addr, "/co/write-big?mb=8", 20)
       H.sleep(0.5) -- not reading: the socket fills and the write in the coroutine parks
       local t1 = H.now()
       H.hello_ok(srv.addr)
@@ -174,9 +173,7 @@ describe("tasks: scgi.spawn, scgi.wait, scgi.kill", function()
 
   it("a task that raises after its handler returned: logged with the request's method and URI", function()
     local mark = #srv.output()
-    local status, _, body = H.request(srv.addr, "GET", "/task/error-after-return?q=1")
-    assert.equal(200, status)
-    assert.equal("the handler answered\n", body)
+    assert.equal("the handler answered\n", (H.request_ok(srv.addr, "GET", "/task/error-after-return?q=1")))
     local out = H.wait_log(srv, mark, "late task boom")
     assert.truthy(out:find("#%d+ GET /task/error%-after%-return%?q=1: task error: [^\n]*: late task boom\n"), out)
     H.hello_ok(srv.addr)
@@ -233,16 +230,13 @@ describe("tasks: scgi.spawn, scgi.wait, scgi.kill", function()
 
   it("a task writes after the handler returned: the response ends with the last task", function()
     local t0 = H.now()
-    local status, _, body = H.request(srv.addr, "GET", "/task/after-return")
-    assert.equal(200, status)
-    assert.equal("from the handler\nfrom the task\ntask done\n", body)
+    assert.equal("from the handler\nfrom the task\ntask done\n",
+      (H.request_ok(srv.addr, "GET", "/task/after-return")))
     assert.is_true(H.now() - t0 >= 0.45, "the response ended before the task")
   end)
 
   it("a handler that returns without writing while its task writes the response: 200", function()
-    local status, _, body = H.request(srv.addr, "GET", "/task/writes-all")
-    assert.equal(200, status)
-    assert.equal("written by a task\n", body)
+    assert.equal("written by a task\n", (H.request_ok(srv.addr, "GET", "/task/writes-all")))
   end)
 
   it("a task that calls coroutine.yield with no coroutine of its own to yield to fails, saying so", function()
@@ -331,9 +325,8 @@ describe("tasks and the request budget", function()
 
   it("after the head was sent, the budget stops the tasks and cuts the response (no 504)", function()
     local t0 = H.now()
-    local status, _, body = H.request(srv.addr, "GET", H.uri("/task/budget", { name = "budget-head", mode = "head" }))
-    assert.equal(200, status)
-    assert.equal("head sent\n", body)
+    assert.equal("head sent\n",
+      (H.request_ok(srv.addr, "GET", H.uri("/task/budget", { name = "budget-head", mode = "head" }))))
     assert.is_true(H.now() - t0 < 2)
     assert.equal(3, closed(srv, "budget-head"))
   end)

@@ -10,13 +10,6 @@ local function http_answer(raw)
   return tonumber(tostring(raw):match("^HTTP/1%.%d (%d+)")), tostring(raw):match("\r\n\r\n(.*)$")
 end
 
--- Runs the finishers (H.start_call) and returns their answers, in order.
-local function finish_all(pending)
-  local out = {}
-  for i, f in ipairs(pending) do out[i] = f() end
-  return out
-end
-
 describe("TLS with the system's trust store", function()
   local srv, peer, peer_dns, cert, dns_cert
   setup(function()
@@ -30,11 +23,7 @@ describe("TLS with the system's trust store", function()
     peer_dns = H.http_peer({ cert = dns_cert, key = dns_key })
     srv = H.start("runtime_sockets.lua", { workers = 1 })
   end)
-  teardown(function()
-    local rc = srv and srv.alive() and srv.stop()
-    H.cleanup()
-    if srv then assert.equal(0, rc) end
-  end)
+  teardown(function() H.stop_clean(srv) end)
 
   it("ssl.https.request(url): the body and 200 (LuaSec's default: verify none)", function()
     local r = H.call(srv.addr, "/https", { url = ("https://127.0.0.1:%d/plain"):format(peer.port) })
@@ -52,7 +41,7 @@ describe("TLS with the system's trust store", function()
     local t1 = H.now()
     H.hello_ok(srv.addr)
     assert.is_true(H.now() - t1 < 0.3, ("/hello took %.2f s"):format(H.now() - t1))
-    for i, r in ipairs(finish_all(pending)) do
+    for i, r in ipairs(H.finish_all(pending)) do
       assert.equal(200, r.code)
       assert.matches(("^/tls%d after 1 s"):format(i), r.body)
     end
@@ -132,11 +121,7 @@ describe("TLS with --ca-file", function()
     peer = H.http_peer({ cert = cert, key = key })
     srv = H.start("runtime_sockets.lua", { workers = 1, options = { ["ca-file"] = cert } })
   end)
-  teardown(function()
-    local rc = srv and srv.alive() and srv.stop()
-    H.cleanup()
-    if srv then assert.equal(0, rc) end
-  end)
+  teardown(function() H.stop_clean(srv) end)
 
   it("sslhandshake's default verifying trusts the file's certificate (by name, or the address connected to)",
     function()

@@ -1,5 +1,6 @@
 -- spec/apps/runtime_common.lua: what the runtime spec apps share (`require "runtime_common"`): the
 -- decoded query string, and answers written as Lua source that the specs load back (H.call).
+local scgi = require "scgi"
 local R = require "router"
 
 local C = {}
@@ -41,6 +42,17 @@ function C.source(v) return source(v, {}) end
 
 -- The values of a call as a table with n (so trailing nils show).
 function C.pack(...) return { n = select("#", ...), ... } end
+
+-- Spawns n tasks at once, the i-th running fn(i), then waits for each in order; returns what
+-- each scgi.wait returned (C.pack), in order, and the seconds all that took.
+function C.spawn_all(n, fn)
+  local t0 = scgi.now()
+  local tasks = {}
+  for i = 1, n do tasks[i] = scgi.spawn(fn, i) end
+  local out = {}
+  for i, t in ipairs(tasks) do out[i] = C.pack(scgi.wait(t)) end
+  return out, scgi.now() - t0
+end
 
 -- Writes a 200 answer whose body is `return <t as Lua source>`.
 function C.answer(client, t)

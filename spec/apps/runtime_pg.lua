@@ -3,7 +3,6 @@
 -- 127.0.0.1:?port=. Answers are Lua source (runtime_common.answer).
 local here = debug.getinfo(1, "S").source:match("^@(.*)/spec/apps/[^/]*$") or "."
 package.path = here .. "/examples/?.lua;" .. package.path
-local scgi = require "scgi"
 local pg = require "pg"
 local R = require "router"
 local C = require "runtime_common"
@@ -21,20 +20,14 @@ end
 -- ?port=&n=&s=: n tasks, each on its own connection runs SELECT pg_sleep(s), n; how long all took.
 routes["/pg/sleep"] = function(headers, client)
   local q = C.query(headers)
-  local n, s = tonumber(q.n) or 10, tonumber(q.s) or 0.5
-  local t0 = scgi.now()
-  local tasks = {}
-  for i = 1, n do
-    tasks[i] = scgi.spawn(function()
-      local db = assert(connect(q))
-      local rows = assert(db:query(("SELECT pg_sleep(%g), %d AS i"):format(s, i)))
-      db:close()
-      return rows[1].i, rows.tag
-    end)
-  end
-  local out = {}
-  for i, t in ipairs(tasks) do out[i] = pack(scgi.wait(t)) end
-  answer(client, { r = out, elapsed = scgi.now() - t0 })
+  local s = tonumber(q.s) or 0.5
+  local out, took = C.spawn_all(tonumber(q.n) or 10, function(i)
+    local db = assert(connect(q))
+    local rows = assert(db:query(("SELECT pg_sleep(%g), %d AS i"):format(s, i)))
+    db:close()
+    return rows[1].i, rows.tag
+  end)
+  answer(client, { r = out, elapsed = took })
 end
 
 -- ?port=: rows of several types and NULL, a table made and filled, an error, the connection still

@@ -24,6 +24,18 @@ end
 
 local routes = {}
 
+-- A route whose answer is the table fn(q) returns (q: the decoded query) with elapsed, the
+-- seconds fn took.
+local function timed(fn)
+  return function(headers, client)
+    local q = C.query(headers)
+    local t0 = scgi.now()
+    local r = fn(q)
+    r.elapsed = scgi.now() - t0
+    answer(client, r)
+  end
+end
+
 routes["/hello"] = function(_, client) R.ok(client, "Hello world\n") end
 
 -- Which kind of socket socket.tcp() gives at load time, in the handler, in a task and in a
@@ -44,40 +56,31 @@ routes["/kinds"] = function(_, client)
 end
 
 -- ?s=: socket.sleep(s) (cooperative in a request): how long it took.
-routes["/sleep"] = function(headers, client)
-  local t0 = scgi.now()
-  socket.sleep(tonumber(C.query(headers).s) or 1)
-  answer(client, { elapsed = scgi.now() - t0 })
-end
+routes["/sleep"] = timed(function(q)
+  socket.sleep(tonumber(q.s) or 1)
+  return {}
+end)
 
 -- ?url=: socket.http.request(url) (LuaSocket's HTTP client, unchanged): body, code, headers.
-routes["/http"] = function(headers, client)
-  local url = C.query(headers).url
-  local t0 = scgi.now()
-  local body, code, hs = require("socket.http").request(url)
-  answer(client, { body = body, code = code, length = hs and hs["content-length"], elapsed = scgi.now() - t0 })
-end
+routes["/http"] = timed(function(q)
+  local body, code, hs = require("socket.http").request(q.url)
+  return { body = body, code = code, length = hs and hs["content-length"] }
+end)
 
 -- ?url=&verify=&cafile=: LuaSec's ssl.https.request (unchanged) with the table form when verify
 -- or cafile is given; ltn12 collects the body.
-routes["/https"] = function(headers, client)
-  local q = C.query(headers)
+routes["/https"] = timed(function(q)
   local https, ltn12 = require("ssl.https"), require("ltn12")
-  local t0 = scgi.now()
-  local r
   if q.verify or q.cafile then
     local parts = {}
     local one, code, hs, status = https.request({ url = q.url, verify = q.verify, cafile = q.cafile,
       sink = ltn12.sink.table(parts) })
-    r = { one = one, code = code, status = status, body = table.concat(parts),
+    return { one = one, code = code, status = status, body = table.concat(parts),
       length = type(hs) == "table" and hs["content-length"] or nil }
-  else
-    local body, code = https.request(q.url)
-    r = { body = body, code = code }
   end
-  r.elapsed = scgi.now() - t0
-  answer(client, r)
-end
+  local body, code = https.request(q.url)
+  return { body = body, code = code }
+end)
 
 -- ?host=&port=&timeout=&family=(any|inet|inet6)&via=(tcp|connect): what connecting gave, how
 -- long it took, and the peer's address.
@@ -95,12 +98,8 @@ routes["/connect"] = function(headers, client)
     r = { connect = pack(s:connect(q.host, tonumber(q.port))), tostring = tostring(s) }
   end
   r.elapsed = scgi.now() - t0
-  if s and r.connect[1] then
-    r.peer = pack(s:getpeername())
-    s:close()
-  elseif s then
-    s:close()
-  end
+  if s and r.connect[1] then r.peer = pack(s:getpeername()) end
+  if s then s:close() end
   answer(client, r)
 end
 
@@ -189,17 +188,14 @@ local function redis_work(port, key, pause, yield)
   return out
 end
 
-routes["/redis"] = function(headers, client)
-  local q = C.query(headers)
+routes["/redis"] = timed(function(q)
   local port, key, pause = tonumber(q.port), q.key or "k", tonumber(q.pause) or 1
-  local t0 = scgi.now()
-  local r
   if q.mode == "task" then
     local t = scgi.spawn(redis_work, port, key, pause)
     local ok, v = scgi.wait(t)
-    r = ok and v or { error = tostring(v) }
+    return ok and v or { error = tostring(v) }
   elseif q.mode == "coroutine" then
-    local steps = {}
+    local steps, r = {}, nil
     local gen = coroutine.wrap(function()
       local out = redis_work(port, key, pause, coroutine.yield)
       coroutine.yield("done", out)
@@ -209,12 +205,10 @@ routes["/redis"] = function(headers, client)
       if out then r = out end
     end
     r.steps = steps
-  else
-    r = redis_work(port, key, pause)
+    return r
   end
-  r.elapsed = scgi.now() - t0
-  answer(client, r)
-end
+  return redis_work(port, key, pause)
+end)
 
 -- The pool, against the redis-server at ?port=: connect (to ?host=, default 127.0.0.1; with
 -- {pool = ?pool=} when given), how often the connection was reused, PING, then setkeepalive
@@ -257,22 +251,16 @@ end
 -- ?n=&port=: n tasks at once, each takes a connection of the pool, PINGs, sleeps, gives it back.
 routes["/pool-tasks"] = function(headers, client)
   local q = C.query(headers)
-  local tasks = {}
-  for i = 1, tonumber(q.n) or 3 do
-    tasks[i] = scgi.spawn(function()
-      local s = socket.tcp()
-      assert(s:connect("127.0.0.1", tonumber(q.port)))
-      local reused = s:getreusedtimes()
-      s:send("PING\r\n")
-      local pong = s:receive("*l")
-      socket.sleep(0.1)
-      assert(s:setkeepalive(10))
-      return reused, pong
-    end)
-  end
-  local out = {}
-  for i, t in ipairs(tasks) do out[i] = pack(scgi.wait(t)) end
-  answer(client, { r = out })
+  answer(client, { r = C.spawn_all(tonumber(q.n) or 3, function()
+    local s = socket.tcp()
+    assert(s:connect("127.0.0.1", tonumber(q.port)))
+    local reused = s:getreusedtimes()
+    s:send("PING\r\n")
+    local pong = s:receive("*l")
+    socket.sleep(0.1)
+    assert(s:setkeepalive(10))
+    return reused, pong
+  end) })
 end
 
 -- sock:sslhandshake against the TLS server at ?port= (host ?host=, default 127.0.0.1):

@@ -281,18 +281,12 @@ end
 -- ?n= tasks that each sleep ?pause= seconds, waited for in order.
 routes["/task/concurrent"] = function(headers, client)
   local q = C.query(headers)
-  local n, pause = tonumber(q.n) or 5, tonumber(q.pause) or 1
-  local t0 = scgi.now()
-  local tasks = {}
-  for i = 1, n do
-    tasks[i] = scgi.spawn(function(k)
-      scgi.sleep(pause)
-      return k * 10
-    end, i)
-  end
-  local results = {}
-  for i = 1, n do results[i] = pack(scgi.wait(tasks[i])) end
-  answer(client, { results = results, elapsed = scgi.now() - t0 })
+  local pause = tonumber(q.pause) or 1
+  local results, took = C.spawn_all(tonumber(q.n) or 5, function(k)
+    scgi.sleep(pause)
+    return k * 10
+  end)
+  answer(client, { results = results, elapsed = took })
 end
 
 -- The handler writes the head and a line, spawns a task that writes more after a pause, and
