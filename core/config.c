@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum kind {
@@ -293,6 +294,15 @@ int config_check(const struct scgi_config *cfg, char *err, size_t errlen) {
              a);
     return -1;
   }
+  FILE *ca = cfg->ca_file ? fopen(cfg->ca_file, "r") : NULL;
+  struct stat st;
+  if (cfg->ca_file && (ca == NULL || fstat(fileno(ca), &st) < 0 || !S_ISREG(st.st_mode))) {
+    snprintf(err, errlen, "invalid value for --ca-file: '%s' (cannot read it: %s)", cfg->ca_file,
+             ca ? "not a file" : strerror(errno));
+    if (ca) fclose(ca);
+    return -1;
+  }
+  if (ca) fclose(ca);
   return 0;
 }
 

@@ -187,9 +187,9 @@ int guard_raise(lua_State *L) {
   struct request *r = rt && rt->current ? rt->current->req : NULL;
   if (rt == NULL) return luaL_error(L, "stopped");
   if (atomic_load(&rt->w->stop) >= 2) return luaL_error(L, "the server is stopping now");
+  char spent[96];
   if (r && r->budget_killed)
-    return luaL_error(L, "request budget of %f s spent (--request-timeout)",
-                      r->deadline - r->start);
+    return luaL_error(L, "%s", request_budget_text(r, spent, sizeof spent));
   if (rt->cleanup) return luaL_error(L, "clean-up of a stopped request took too long");
   return luaL_error(L, "CPU limit of %f s exceeded (the handler ran Lua without yielding)",
                     rt->allowance);

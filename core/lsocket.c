@@ -28,6 +28,7 @@ struct lsock *lsocket_check(lua_State *L, int i) {
 
 static struct lsock *check_client(lua_State *L) {
   struct lsock *u = lsocket_check(L, 1);
+  if (u->state == SOCK_MASTER) luaL_error(L, "attempt to use a socket that is not connected yet");
   if (u->state != SOCK_CLIENT) luaL_error(L, "attempt to use a closed socket");
   return u;
 }
@@ -200,9 +201,11 @@ static int tcp_connect(lua_State *L) {
   if (pool_get(&w->pool, u->key, &fd, &ssl, &u->reused)) {
     sock_adopt(&u->s, fd, ssl);
     u->reused++;
+    stat_add(&w->st->pool_reused, 1);
     stat_set(&w->st->pooled_sockets, w->pool.n);
     return connected(L, u);
   }
+  stat_add(&w->st->pool_new, 1);
   stat_set(&w->st->pooled_sockets, w->pool.n);
   if (u->family == AF_UNIX) return connect_next(L, u);
   j->owner = u;

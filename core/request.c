@@ -2,6 +2,7 @@
    function), its budget, the one policy for how its response ends (request_end), stopping it,
    and freeing it once all its tasks are done. */
 #include <lauxlib.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,18 +36,25 @@ static void detach_client(struct request *r) {
    when the handler wrote nothing or failed, 504 after the budget, 503 when the worker stops),
    what is logged, and whether what was written is sent or cut. detail is the error (with its
    traceback) for END_ERROR. */
+const char *request_budget_text(const struct request *r, char *buf, size_t len) {
+  double budget = round((r->deadline - r->start) * 1000.0) / 1000.0; /* as the option said it */
+  snprintf(buf, len, "request budget of %g s spent (%s)", budget,
+           strcmp(r->method, "TIMER") == 0 ? "--timer-timeout" : "--request-timeout");
+  return buf;
+}
+
 static void request_end(struct request *r, enum request_end why, const char *detail) {
+  char spent[96];
   struct conn *c = r->conn;
   struct worker *w = r->rt->w;
-  double budget = r->deadline - r->start;
   detach_client(r);
   switch (why) {
   case END_ERROR:
     stat_add(&w->st->errors, 1);
     if (r->budget_killed) {
       stat_add(&w->st->timeout_stops, 1);
-      slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent; the handler is stopped: %s",
-              (unsigned long long)r->id, method_of(r), uri_of(r), budget, detail);
+      slog_at(LOG_ERROR, "#%llu %s %s: %s; the handler is stopped: %s", (unsigned long long)r->id,
+              method_of(r), uri_of(r), request_budget_text(r, spent, sizeof spent), detail);
     } else {
       if (r->cpu_killed) stat_add(&w->st->cpu_stops, 1);
       slog_at(LOG_ERROR, "#%llu %s %s: handler error: %s", (unsigned long long)r->id, method_of(r),
@@ -56,8 +64,8 @@ static void request_end(struct request *r, enum request_end why, const char *det
   case END_BUDGET:
     stat_add(&w->st->errors, 1);
     stat_add(&w->st->timeout_stops, 1);
-    slog_at(LOG_ERROR, "#%llu %s %s: request budget of %g s spent; the handler is stopped",
-            (unsigned long long)r->id, method_of(r), uri_of(r), budget);
+    slog_at(LOG_ERROR, "#%llu %s %s: %s; the handler is stopped", (unsigned long long)r->id,
+            method_of(r), uri_of(r), request_budget_text(r, spent, sizeof spent));
     break;
   case END_STOPPED:
     slog_at(LOG_WARN, "#%llu %s %s: the grace period is over: the request is stopped",
@@ -207,8 +215,9 @@ void request_tasks_done(struct request *r) {
 
 /* Pushes on co why the guard or the budget stopped it, unless its error says it already. */
 static void push_stop_reason(struct request *r, lua_State *co, int st) {
+  char spent[96];
   if (r->budget_killed && st != LUA_ERRRUN)
-    lua_pushfstring(co, "request budget of %f s spent (--request-timeout)", r->deadline - r->start);
+    lua_pushstring(co, request_budget_text(r, spent, sizeof spent));
   else if (r->cpu_killed && st != LUA_ERRRUN)
     lua_pushfstring(co, "CPU limit of %f s exceeded (the handler ran Lua without yielding)",
                     r->rt->w->srv->cfg.cpu_limit);

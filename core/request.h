@@ -78,4 +78,7 @@ const char *request_describe_error(struct request *r, lua_State *co, int st);
 void request_tasks_done(struct request *r);
 void request_maybe_free(struct request *r);
 
+/* "request budget of N s spent (--request-timeout)", or --timer-timeout for a timer's run. */
+const char *request_budget_text(const struct request *r, char *buf, size_t len);
+
 #endif

@@ -73,6 +73,10 @@ static int gone(struct sock *s, int err) {
 int sock_connect(struct sock *s, const struct sockaddr *sa, socklen_t len) {
   s->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (s->fd < 0) return gone(s, errno);
+  if (sa->sa_family != AF_UNIX) { /* requests and answers: no waiting for ACKs of small writes */
+    int on = 1;
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  }
   if (connect(s->fd, sa, len) == 0) return SOCK_DONE;
   if (errno == EINPROGRESS) return SOCK_WAIT;
   int e = errno == EAGAIN ? ECONNREFUSED : errno; /* a full unix listener */

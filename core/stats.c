@@ -203,7 +203,7 @@ void stats_request_done(struct worker *w, const struct request_record *r) {
 
 /* ---- the table ---- */
 
-#define TABLE_MAGIC 0x5c62u /* changes with the layout */
+#define TABLE_MAGIC 0x5c63u /* changes with the layout */
 
 static size_t table_size(int nprocs, int nworkers) {
   return sizeof(struct stats_table) + (size_t)nprocs * sizeof(struct proc_stats) +

@@ -26,6 +26,7 @@ struct worker_stats {
   _Atomic uint64_t latency[STAT_BUCKETS], latency_us;
   _Atomic uint64_t cpu_stops, memory_stops, timeout_stops, refused, bad_heads;
   _Atomic uint64_t tasks, timers, pooled_sockets, reloads, reload_failures, recycles;
+  _Atomic uint64_t pool_reused, pool_new; /* outbound connects: from the pool, and not */
 };
 
 /* A serving process, as the supervisor sees it (pid 0: a free slot). */

@@ -93,10 +93,12 @@ static void put_figures(struct buf *b, struct worker_stats *st) {
   put(b,
       "\"cpu_stops\":%llu,\"memory_stops\":%llu,\"timeout_stops\":%llu,\"refused\":%llu,"
       "\"bad_heads\":%llu,\"tasks\":%llu,\"timers\":%llu,\"pooled_sockets\":%llu,"
-      "\"reloads\":%llu,\"reload_failures\":%llu,\"recycles\":%llu,\"latency_ms\":{",
+      "\"reloads\":%llu,\"reload_failures\":%llu,\"recycles\":%llu,\"pool_reused\":%llu,"
+      "\"pool_new\":%llu,\"latency_ms\":{",
       LOAD(st->cpu_stops), LOAD(st->memory_stops), LOAD(st->timeout_stops), LOAD(st->refused),
       LOAD(st->bad_heads), LOAD(st->tasks), LOAD(st->timers), LOAD(st->pooled_sockets),
-      LOAD(st->reloads), LOAD(st->reload_failures), LOAD(st->recycles));
+      LOAD(st->reloads), LOAD(st->reload_failures), LOAD(st->recycles), LOAD(st->pool_reused),
+      LOAD(st->pool_new));
   for (int i = 0; i < STAT_BUCKETS; i++) {
     if (i < STAT_BUCKETS - 1)
       put(b, "\"%g\":%llu,", stat_bucket_ms[i], LOAD(st->latency[i]));
@@ -307,6 +309,10 @@ static void render_prometheus(struct stats_web *sw, struct buf *b) {
   per_worker(b, t, "timers", "gauge", "Pending scgi.timer and scgi.every timers.", F(timers));
   per_worker(b, t, "pooled_connections", "gauge", "Idle outbound connections in the pool.",
              F(pooled_sockets));
+  per_worker(b, t, "pool_reused_total", "counter",
+             "Outbound connects answered from the pool (setkeepalive).", F(pool_reused));
+  per_worker(b, t, "pool_new_total", "counter", "Outbound connects that opened a connection.",
+             F(pool_new));
   head(b, "stops_total", "counter", "Requests stopped by a limit.");
   each_worker(b, t, prom_stops, NULL);
   head(b, "reloads_total", "counter", "App reloads (SIGHUP, --reload-on-change), by result.");

@@ -83,7 +83,8 @@ describe("/metrics", function()
     assert.equal(0, sum(m, "scgi_respawns_total"))
     for _, name in ipairs({ "scgi_tasks", "scgi_timers", "scgi_pooled_connections", "scgi_recycles_total",
       "scgi_active_requests", "scgi_crash_backoff_seconds", "scgi_upgrades_total", "scgi_info",
-      "scgi_uptime_seconds", "scgi_refused_total", "scgi_bad_heads_total" }) do
+      "scgi_uptime_seconds", "scgi_refused_total", "scgi_bad_heads_total", "scgi_pool_new_total",
+      "scgi_pool_reused_total" }) do
       assert.truthy(m[name], name .. " is missing")
     end
     assert.equal(0, srv.stop())

@@ -145,6 +145,14 @@ describe("LuaSocket inside requests, tasks and coroutines", function()
     end
   end)
 
+  it("TCP sockets are connected with tcp-nodelay: a request in two small sends does not wait", function()
+    local r = H.call(srv.addr, "/nodelay", { port = redis.port })
+    -- 5 round trips: well under a millisecond each as connected; with Nagle's algorithm each
+    -- second send waits for the peer's delayed ACK (about 40 ms on Linux)
+    assert.is_true(r.default < 0.1, ("5 round trips took %.3f s"):format(r.default))
+    assert.is_true(r.nagle > r.default, ("%.3f s with Nagle, %.3f s without"):format(r.nagle, r.default))
+  end)
+
   it("scgi.connect(host, port) and scgi.connect(path): connected sockets", function()
     local r = H.call(srv.addr, "/scgi-connect", { host = "127.0.0.1", port = redis.port })
     assert.matches("^tcp{client}: ", r.tostring)
@@ -201,18 +209,28 @@ describe("LuaSocket inside requests, tasks and coroutines", function()
 end)
 
 describe("the connection pool (setkeepalive) against redis-server", function()
-  local srv, redis
+  local srv, redis, stats
   setup(function()
     redis = H.redis()
-    srv = H.start("runtime_sockets.lua", { workers = 1, env = LUA_PATH })
+    local dir = H.tmpdir()
+    stats = dir .. "/stats.sock"
+    srv = H.start("runtime_sockets.lua", { dir = dir, workers = 1, env = LUA_PATH,
+      args = { "--stats", stats } })
   end)
   teardown(function() H.stop_clean(srv) end)
+
+  -- The pool's counters of the one worker, from --stats.
+  local function pool_figures()
+    local w = H.json_decode(select(3, H.get_stats(stats))).workers[1]
+    return w.pool_new, w.pool_reused
+  end
 
   -- connected_clients of INFO clients, the connection the spec asks over included
   local function clients() return tonumber(redis.command("INFO clients"):match("connected_clients:(%d+)")) end
 
   it("five requests that connect and setkeepalive open one connection; getreusedtimes counts 0..4", function()
     local before = redis.connections()
+    local new0, reused0 = pool_figures()
     for i = 0, 4 do
       local r = H.call(srv.addr, "/pool", { port = redis.port })
       assert.same({ n = 1, 1 }, r.connect)
@@ -222,6 +240,9 @@ describe("the connection pool (setkeepalive) against redis-server", function()
       assert.matches("^tcp{closed}: ", r.after)
     end
     assert.equal(before + 1, redis.connections())
+    -- --stats (and /metrics: scgi_pool_new_total, scgi_pool_reused_total) count them
+    local new, reused = pool_figures()
+    assert.same({ 1, 4 }, { new - new0, reused - reused0 })
   end)
 
   it("a pool named in connect's options is its own: host:port and {pool = name} do not mix", function()

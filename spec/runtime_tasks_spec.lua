@@ -312,7 +312,7 @@ describe("tasks and the request budget", function()
         local took = H.now() - t0
         assert.equal(504, status, body)
         assert.is_true(took >= 0.9 and took < 2, ("the 504 came after %.2f s"):format(took))
-        H.wait_log(srv, mark, ": request budget of 1 s spent; the handler is stopped")
+        H.wait_log(srv, mark, ": request budget of 1 s spent (--request-timeout); the handler is stopped")
         assert.equal(3, closed(srv, name))
         for i = 1, 3 do
           local k = H.call(srv.addr, "/kept", { name = name .. i })

@@ -113,6 +113,17 @@ describe("TLS with the system's trust store", function()
   end)
 end)
 
+describe("--ca-file that cannot be read", function()
+  it("is refused at start (exit 2, naming the file), not at the first TLS call", function()
+    local dir = H.tmpdir()
+    for _, path in ipairs({ dir .. "/missing.pem", dir }) do
+      local rc, _, err = H.run(H.quote(H.apps .. "/runtime_sockets.lua") .. " --ca-file " .. H.quote(path))
+      assert.equal(2, rc, err)
+      assert.truthy(err:find("invalid value for --ca-file: '" .. path .. "' (cannot read it: ", 1, true), err)
+    end
+  end)
+end)
+
 describe("TLS with --ca-file", function()
   local srv, peer
   setup(function()

@@ -116,6 +116,25 @@ routes["/scgi-connect"] = function(headers, client)
   answer(client, r)
 end
 
+-- ?port= of a redis: 5 PINGs each sent in two pieces, on a socket as connected and on one with
+-- tcp-nodelay turned off (Nagle's algorithm then holds each second piece for the peer's ACK).
+routes["/nodelay"] = function(headers, client)
+  local port = tonumber(C.query(headers).port)
+  local function pings(nodelay)
+    local s = assert(scgi.connect("127.0.0.1", port))
+    if nodelay == false then s:setoption("tcp-nodelay", false) end
+    local t0 = scgi.now()
+    for _ = 1, 5 do
+      s:send("PI")
+      s:send("NG\r\n")
+      assert(s:receive("*l") == "+PONG")
+    end
+    s:close()
+    return scgi.now() - t0
+  end
+  answer(client, { default = pings(), nagle = pings(false) })
+end
+
 -- ?path= of this very server: socket.unix (called, or .stream) asks it for /hello.
 routes["/unix-self"] = function(headers, client)
   local q = C.query(headers)
