@@ -70,12 +70,26 @@ local function patch_unix(U)
   return U
 end
 
+-- Whether LuaSec's params check nothing (verify "none", LuaSec's default and ssl.https's).
+local function verifies_nothing(params)
+  local v = type(params) == "table" and params.verify or "none"
+  if type(v) == "table" then v = v[1] end
+  return v == nil or v == "none"
+end
+
 local function patch_ssl(S)
   if type(S) ~= "table" or S.scgi_cooperative then return S end
-  local wrap = S.wrap
+  local wrap, warned = S.wrap, false
   if type(wrap) == "function" then
     S.wrap = function(sock, params, ...)
-      if core.is_socket(sock) then return tls_wrap(sock, params) end
+      if core.is_socket(sock) then
+        if not warned and verifies_nothing(params) then -- not silently: once per worker state
+          warned = true
+          warn("ssl.wrap with verify = \"none\" (LuaSec's default, and ssl.https's): the peer's ",
+            "certificate is not checked; pass verify = \"peer\" (sslhandshake checks by default)")
+        end
+        return tls_wrap(sock, params)
+      end
       return wrap(sock, params, ...)
     end
   end

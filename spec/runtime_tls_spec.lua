@@ -25,10 +25,14 @@ describe("TLS with the system's trust store", function()
   end)
   teardown(function() H.stop_clean(srv) end)
 
-  it("ssl.https.request(url): the body and 200 (LuaSec's default: verify none)", function()
+  it("ssl.https.request(url): the body and 200 (LuaSec's default: verify none), not silently", function()
     local r = H.call(srv.addr, "/https", { url = ("https://127.0.0.1:%d/plain"):format(peer.port) })
     assert.equal(200, r.code)
     assert.matches("^/plain after 0 s %(answer %d+%)\n$", r.body)
+    local warning = 'ssl.wrap with verify = "none" (LuaSec\'s default, and ssl.https\'s): the peer\'s certificate is not checked'
+    H.wait_log(srv, 0, warning)
+    H.call(srv.addr, "/https", { url = ("https://127.0.0.1:%d/plain"):format(peer.port) })
+    assert.equal(1, H.count(srv.output(), warning)) -- once per worker state
   end)
 
   it("two 1 s HTTPS requests on one worker end together (< 1.8 s), /hello answers meanwhile", function()
