@@ -94,11 +94,10 @@ asan:
 run:
 	@sh examples/run.sh
 
-# bench/run.sh: scgi-lua and the floor, 1 worker and all cores; bench/compare.sh: scgi-lua, uWSGI
-# and the floor side by side, writing bench/RESULTS.md and bench/results.png (about 7 minutes).
+# bench/all.sh: every benchmark in turn (run, scale, lua, upload, compare), writing bench/RESULTS.md,
+# bench/results.png and the generated parts of bench/PROFILE.md (about 15 minutes).
 bench:
-	@sh bench/run.sh
-	@bash bench/compare.sh
+	@O=$(O) bash bench/all.sh
 
 # Fuzzing (clang's libFuzzer; docs/fuzzing.md): each target runs FUZZ_SECONDS on a corpus grown
 # in build-fuzz/ from the seeds in fuzz/corpus/; fuzz-regress replays seeds and regressions once.

@@ -16,8 +16,10 @@
 #
 # Environment: DURATION (seconds per point, 4), REPS (3), TUNE_DURATION (seconds per point while
 # trying uWSGI's configurations, 2), TUNE_PASSES (2), NGINX_CONNS ("32 256"), CPU_REQUESTS
-# (100000), CG_REQUESTS (10000), UWSGI_CONFIGS (see below), O (build directory, build).
-# About 7 minutes on 2 cores.
+# (100000), CG_REQUESTS (10000), UWSGI_CONFIGS (see below), O (build directory, build),
+# BENCH_OUT (set by bench/all.sh: the directory where bench/scale.sh, bench/lua.sh and
+# bench/upload.sh left their sections, data and target rows; RESULTS.md then includes them and
+# the table of issue 13's targets). About 7 minutes on 2 cores.
 set -u
 cd "$(dirname "$0")/.."
 O=${O:-build}
@@ -304,7 +306,9 @@ cfg_field() { printf '%s\n' "$UWSGI_CONFIGS" | awk -F'|' -v n="$1" -v f="$2" '$1
 
 SPID="" # the pid of the server started last
 declare -A PID # the running servers' pids by name
-server_pids() { # server_pids [PID]: the server's processes (uWSGI: the master and its workers)
+# server_pids [PID]: the server's processes (scgi-lua: the supervisor and its serving process;
+# uWSGI: the master and its workers)
+server_pids() {
   local p=${1:-$SPID}
   echo "$p"
   pgrep -P "$p" 2>/dev/null
@@ -346,7 +350,15 @@ start_server() {
   pids="$pids $SPID"
   for _ in $(seq 200); do
     if [ -S "$sock" ]; then
-      case $kind in uwsgi*) sleep 0.5 ;; esac # the workers are forked after the bind
+      case $kind in
+      uwsgi*) sleep 0.5 ;; # the workers are forked after the bind
+      scgi)                # the supervisor binds first; it says so once its serving process is up
+        grep -q '^scgi-lua: listening on' "$log" || {
+          sleep 0.05
+          continue
+        }
+        ;;
+      esac
       return 0
     fi
     kill -0 "$SPID" 2>/dev/null || break
@@ -545,7 +557,8 @@ for s in $SERVERS; do
   connected=$(awk '{print $2}' "$dir/hold.out")
   kill $HOLD 2>/dev/null
   wait $HOLD 2>/dev/null
-  echo "rss $s - 1 $idle_rss $idle_hwm $idle_pss $conn_rss $conn_hwm $conn_pss $held ${connected:-0} $(echo "$ps_" | wc -w)" >>"$DATA"
+  first_rss=$(kb VmRSS "$(echo "$ps_" | head -1)") # scgi-lua's supervisor, uWSGI's master
+  echo "rss $s - 1 $idle_rss $idle_hwm $idle_pss $conn_rss $conn_hwm $conn_pss $held ${connected:-0} $(echo "$ps_" | wc -w) $first_rss" >>"$DATA"
   say "rss $s: idle $idle_rss kB (HWM $idle_hwm, PSS $idle_pss); $held connections held of ${connected:-0} connected: $conn_rss kB (HWM $conn_hwm, PSS $conn_pss)"
   stop_server
 done
@@ -586,12 +599,17 @@ if [ -n "$LUA_A" ]; then # the same core with Lua linked in statically: Lua's ow
   make -s -j"$CORES" O="$dir/prof" LUA_LIB="$LUA_A -ldl" "$dir/prof/scgi-lua" >"$dir/prof.log" 2>&1 && PROF=$dir/prof/scgi-lua
 fi
 callgrind() { # callgrind NAME REQUESTS BINARY...: total Ir of the run
-  local name=$1 n=$2 sock=$dir/cg.sock
+  # scgi-lua: --no-master (valgrind does not follow the serving process the supervisor execs), one
+  # output per thread; the guard's watchdog thread is left out (it ticks by the clock, so under
+  # valgrind's slowness it would be counted against requests it has nothing to do with). The
+  # biggest thread's output (the worker's) is linked as cg.NAME for the tables by function.
+  local name=$1 n=$2 sock=$dir/cg.sock f t total=0 big=0
   shift 2
-  rm -f "$sock"
+  rm -f "$sock" "$dir/cg.$name" "$dir/cg.$name"-*
   case $1 in
   *floor) valgrind --tool=callgrind --callgrind-out-file="$dir/cg.$name" "$@" -a "$sock" -w 1 >"$dir/cg.$name.log" 2>&1 & ;;
-  *) valgrind --tool=callgrind --callgrind-out-file="$dir/cg.$name" "$@" examples/hello.lua --socket "$sock" --workers 1 >"$dir/cg.$name.log" 2>&1 & ;;
+  *) valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$dir/cg.$name" "$@" examples/hello.lua --socket "$sock" \
+    --workers 1 --no-master >"$dir/cg.$name.log" 2>&1 & ;;
   esac
   local vp=$!
   pids="$pids $vp"
@@ -602,7 +620,18 @@ callgrind() { # callgrind NAME REQUESTS BINARY...: total Ir of the run
   [ "$n" -gt 0 ] && "$LOAD" -a "$sock" -c 1 -n "$n" -w 0 >/dev/null 2>&1
   kill -TERM $vp
   wait $vp 2>/dev/null
-  callgrind_annotate "$dir/cg.$name" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(/,/, "", $1); print $1; exit}'
+  for f in "$dir/cg.$name" "$dir/cg.$name"-*; do
+    [ -f "$f" ] || continue
+    grep -q '^fn=.*watchdog' "$f" && continue
+    t=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(/,/, "", $1); print $1; exit}')
+    total=$((total + ${t:-0}))
+    if [ "${t:-0}" -gt "$big" ] && [ "$f" != "$dir/cg.$name" ]; then
+      big=${t:-0}
+      ln -sf "$f" "$dir/cg.$name.main"
+    fi
+  done
+  [ -e "$dir/cg.$name.main" ] && { rm -f "$dir/cg.$name"; mv "$dir/cg.$name.main" "$dir/cg.$name"; }
+  echo "$total"
 }
 say "callgrind: scgi-lua and the floor, $CG_REQUESTS requests each"
 CG_N=$((CG_REQUESTS + 1)) # scgi-load sends one probe request first
@@ -654,7 +683,12 @@ lv=$(lua5.4 -v 2>/dev/null | awk '{print $2}')
 {
   echo "# scgi-lua next to uWSGI and the floor"
   echo
-  echo "Written by \`bash bench/compare.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') (took $(($(date +%s) - T0)) s; scgi-lua $rev)."
+  if [ -n "${BENCH_OUT:-}" ]; then
+    echo "Written by \`make bench\` (bench/all.sh: bench/run.sh, bench/scale.sh, bench/lua.sh, bench/upload.sh, then"
+    echo "bench/compare.sh) on $(date -u '+%Y-%m-%d %H:%M UTC') (the whole run took $(($(date +%s) - ${BENCH_T0:-$T0})) s; scgi-lua $rev)."
+  else
+    echo "Written by \`bash bench/compare.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') (took $(($(date +%s) - T0)) s; scgi-lua $rev)."
+  fi
   echo "Every server serves the same response (\`Status: 200 OK\`, \`Content-Type: text/plain\`,"
   echo "\`Content-Length: 12\`, \`Hello world\\n\`): scgi-lua runs \`examples/hello.lua\` with"
   echo "\`--workers $CORES\`; uWSGI $uv runs the WSAPI app \`bench/uwsgi/hello.lua\` with its Lua plugin"
@@ -714,7 +748,8 @@ lv=$(lua5.4 -v 2>/dev/null | awk '{print $2}')
   echo
   echo "## Memory"
   echo
-  echo "RSS of the server (uWSGI: master and workers summed; PSS counts the pages they share once),"
+  echo "RSS of the server (scgi-lua: the supervisor and its serving process; uWSGI: the master and its workers;"
+  echo "summed over the processes; PSS counts the pages they share once),"
   echo "after serving 2,000 requests, then while $IDLE_CONNS unix-socket connections that send nothing are"
   echo "open (scgi-lua with \`--max-connections $IDLE_CONNS\`). \"Held\" is the number of those connections"
   echo "the server has accepted (descriptors it gained); the others wait in the kernel's backlog."
@@ -729,6 +764,9 @@ lv=$(lua5.4 -v 2>/dev/null | awk '{print $2}')
       per = ($11 >= 100) ? sprintf("%.2f KiB", ($8 - $5) / $11) : sprintf("n/a (%d held)", $11)
       printf "| %s | %d | %.2f MiB (%.2f) | %.2f MiB | %d of %d | %.2f MiB (%.2f) | %.2f MiB | %s |\n", l, $13, $5/1024, $6/1024, $7/1024, $11, $12, $8/1024, $9/1024, $10/1024, per }' "$DATA"
   done
+  echo
+  awk '$1 == "rss" && $13 > 1 && $14 != "" {printf "Of the idle RSS, the first process (%s) holds %.2f MiB. ", ($2 == "scgi") ? "scgi-lua'"'"'s supervisor" : ($2 == "uwsgi") ? "uWSGI'"'"'s master" : $2, $14 / 1024}' "$DATA"
+  echo "Most of a process's RSS is shared library pages mapped from files (counted once by PSS)."
   echo
   echo "## Transfers over the unix socket (median of $XREPS)"
   echo
@@ -747,9 +785,9 @@ lv=$(lua5.4 -v 2>/dev/null | awk '{print $2}')
   echo "## CPU time per request"
   echo
   echo "user + system time of the server's processes (/proc/PID/stat, clock ticks of $(calc "1000/$TCK") ms) over"
-  echo "$CPU_REQUESTS requests from scgi-load with 32 connections, median of $REPS (servers alternating). Every"
-  echo "server makes the same 4 system calls per request (accept4, recv, send, close): the system time is the"
-  echo "kernel's side of a unix-socket connection, and it moves with the machine's load."
+  echo "$CPU_REQUESTS requests from scgi-load with 32 connections, median of $REPS (servers alternating). The system"
+  echo "time is mostly the kernel's side of a unix-socket connection (accept4, recv, send, close; scgi-lua's default"
+  echo "\`--accept handoff\` adds the hand-off to a worker), and it moves with the machine's load."
   echo
   echo "| server | user µs | system µs | total µs per request | / floor | rps during the count |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: |"
@@ -840,17 +878,75 @@ lv=$(lua5.4 -v 2>/dev/null | awk '{print $2}')
   ge 1.3 "$r" && ok=1 || ok=0
   verdict $ok "CPU time per request ≤ 1.3× the floor's: $(f1 "$(cmed scgi t)") µs vs $(f1 "$(cmed floor t)") µs = $r×$([ $ok = 1 ] || echo " (over by $(awk -v r="$r" 'BEGIN {printf "%.0f%%", (r / 1.3 - 1) * 100}'))")"
   echo
+  if [ -n "${BENCH_OUT:-}" ]; then
+    # the figures issue 13 keeps, in the same form as the other scripts' target rows
+    minr() { # minr KIND A B CONNS...: the smallest ratio of the medians over the connection counts
+      local k=$1 a=$2 b=$3 c m=""
+      shift 3
+      for c in "$@"; do
+        r=$(ratio "$(med "$k" "$a" "$c" 5)" "$(med "$k" "$b" "$c" 5)")
+        m=$(awk -v m="$m" -v r="$r" 'BEGIN {print (m == "" || r + 0 < m + 0) ? r : m}')
+      done
+      echo "$m"
+    }
+    keep() { # keep TEXT VALUE OP TARGET NOW DETAIL
+      printf '%s|%s|%s %s|%s|%s|%s\n' "$1" "$2" "$([ "$3" = ge ] && echo '>=' || echo '<=')" "$4" \
+        "$(awk -v a="$2" -v op="$3" -v b="$4" 'BEGIN {print (op == "ge" ? a >= b : a <= b) ? 1 : 0}')" "$5" "$6"
+    }
+    # shellcheck disable=SC2086
+    {
+      keep "keep: direct hello, all cores, scgi-lua / uWSGI's best (the lowest over $CONNS connections)" "$(minr direct scgi uwsgi $CONNS)" ge 1.3 1.30 \
+        "$(for c in $CONNS; do printf 'c=%s %s; ' "$c" "$(ratio "$(med direct scgi $c 5)" "$(med direct uwsgi $c 5)")"; done)"
+      keep "keep: direct hello, all cores, scgi-lua / the floor (the lowest over $CONNS connections)" "$(minr direct scgi floor $CONNS)" ge 0.85 1.02 \
+        "$(for c in $CONNS; do printf 'c=%s %s; ' "$c" "$(ratio "$(med direct scgi $c 5)" "$(med direct floor $c 5)")"; done)"
+      keep "keep: hello through nginx, scgi-lua / the floor behind the same nginx (lowest over $NGINX_CONNS)" "$(minr nginx scgi floor $NGINX_CONNS)" ge 0.95 0.94 \
+        "$(for c in $NGINX_CONNS; do printf 'c=%s %s; ' "$c" "$(ratio "$(med nginx scgi $c 5)" "$(med nginx floor $c 5)")"; done)"
+      keep "keep: CPU per hello request, scgi-lua / the floor" "$(ratio "$(cmed scgi t)" "$(cmed floor t)")" le 1.3 1.04 \
+        "$(f1 "$(cmed scgi t)") vs $(f1 "$(cmed floor t)") µs"
+      keep "keep: idle RSS, supervisor + serving process, MiB (< 4 MiB + 1 MiB per worker)" "$(f2 "$(calc "$idle / 1024")")" le "$((4 + CORES))" "2.67 (one process)" \
+        "$(awk '$1 == "rss" && $2 == "scgi" {printf "PSS %.2f MiB, %d processes", $7 / 1024, $13}' "$DATA")"
+      keep "keep: RSS per idle connection, KiB" "$per" le 8 4.54 ""
+    } >"$BENCH_OUT/compare.targets"
+    # the other scripts' sections, then every target of the issue in one table
+    for sec in scale lua upload; do
+      [ -s "$BENCH_OUT/$sec.md" ] && { cat "$BENCH_OUT/$sec.md"; echo; }
+    done
+    echo "## Issue 13 targets: measured vs target"
+    echo
+    echo "Every figure from this one run (\`make bench\`: bench/all.sh). \"was\" is the figure the issue was filed with."
+    echo "Ratios of throughput and CPU are medians of per-round ratios (servers alternating, the same machine load for"
+    echo "both sides of a pair); the machine is shared and noisy, so a ratio within a few percent of its target can"
+    echo "flip from one run to the next."
+    echo
+    echo "| measured | was | target | this run | verdict | detail |"
+    echo "| --- | ---: | ---: | ---: | --- | --- |"
+    for t in scale lua upload compare; do
+      [ -s "$BENCH_OUT/$t.targets" ] || continue
+      awk -F'|' '{printf "| %s | %s | %s | %s | %s | %s |\n", $1, $5, $3, $2, ($4 == 1) ? "met" : "**missed**", $6}' "$BENCH_OUT/$t.targets"
+    done
+    echo
+  fi
   echo "## Raw data"
   echo
   echo "<details><summary>every measurement (kind server param rep values)</summary>"
   echo
   echo '```'
   cat "$DATA"
+  if [ -n "${BENCH_OUT:-}" ]; then
+    for sec in scale lua upload; do [ -s "$BENCH_OUT/$sec.tsv" ] && sed "s/^/$sec.sh: /" "$BENCH_OUT/$sec.tsv"; done
+  fi
   echo '```'
   echo
   echo "direct/nginx/tune: rps p50_ms p99_ms errors non2xx; rss: idle_rss idle_hwm idle_pss conn_rss conn_hwm conn_pss"
-  echo "held connected processes (kB); xfer: bytes_in seconds status body; cpu: user0 sys0 user1 sys1 requests"
+  echo "held connected processes first_process_rss (kB); xfer: bytes_in seconds status body; cpu: user0 sys0 user1 sys1 requests"
   echo "ticks_per_s rps non2xx; ir: Ir_startup Ir_total requests."
+  if [ -n "${BENCH_OUT:-}" ]; then
+    echo "scale.sh scale: rps p50_ms p99_ms requests errors non2xx cpu_us/req vol_ctx_switches/req machine_busy_cores;"
+    echo "scale.sh workers: workers 1 served busiest empty_wakeups; lua.sh cpu: cpu_us/req user_us sys_us rps non2xx;"
+    echo "lua.sh nginx: rps p50_ms p99_ms requests errors non2xx cpu_us/req (nginx + server); lua.sh ir: Ir_startup"
+    echo "Ir_total requests; upload.sh up: rps p50_ms p99_ms requests errors non2xx MiB/s cpu_ms/MiB; upload.sh strace:"
+    echo "calls per upload."
+  fi
   echo "</details>"
 } >"$R.tmp" && mv "$R.tmp" "$R"
 
@@ -875,7 +971,7 @@ END_M='<!-- compare.sh: end -->'
   echo
   echo "User-space instructions (Ir) per request, $CG_N requests on one worker, start-up taken off:"
   echo
-  awk '$1 == "ir" {n = ($2 == "scgi") ? "scgi-lua (build/, liblua5.4.so)" : ($2 == "floor") ? "floor" : "scgi-lua, Lua linked statically (profile build)"
+  awk -v o="$O" '$1 == "ir" {n = ($2 == "scgi") ? "scgi-lua (" o "/scgi-lua, liblua5.4.so)" : ($2 == "floor") ? "floor" : "scgi-lua, Lua linked statically (profile build)"
        printf "- %s: %.0f Ir per request (%d total, %d start-up and exit)\n", n, ($6 - $5) / $7, $6, $5}' "$DATA"
   for pair in "prof:scgi-lua (profile build: Lua's functions named)" "floor:floor"; do
     f=$dir/cg.${pair%%:*}.n
@@ -903,7 +999,7 @@ END_M='<!-- compare.sh: end -->'
         /file:function/ {go = 1; next} go && /^ *[0-9,]+ / {
           ir = $1; gsub(/,/, "", ir)
           fn = $0; sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "", fn); sub(/ \[.*\]$/, "", fn); sub(/^.*:/, "", fn)
-          if (fn ~ /^(conn_start|conn_read_head|scgi_parse_request|lstate_start|lstate_run|lua_newthread|lua_createtable|lua_pushlstring|push_cached|lua_rawset|luaL_ref|luaL_unref|lclient_push|luaL_setmetatable|lua_resume|luaV_execute|client_write|luaL_checkudata|conn_finish|conn_close|conn_free|luaC_step|GCTM|client_gc|lalloc|stats_request_done|stats_note_status|set_request_line|snprintf|lstate_release|malloc|free|realloc|calloc)$/ && !seen[fn]++)
+          if (fn ~ /^(accept_take|on_handoff|conn_accept|conn_read_head|conn_dispatch|scgi_parse_request|request_new|request_start|on_start|task_run|push_headers|lclient_push_args|app_push_header|lua_newthread|lua_createtable|lua_pushlstring|lua_rawset|luaL_ref|luaL_unref|lua_resume|luaV_execute|client_write|conn_write|luaL_checkudata|conn_end|conn_flush|conn_done_sending|conn_close|conn_free|request_end|request_free|luaC_step|GCTM|client_gc|lalloc|stats_request_done|stats_note_request|snprintf|malloc|free|realloc|calloc)$/ && !seen[fn]++)
             printf "| %.0f | `%s` |\n", ir / n, fn }'
     fi
   done

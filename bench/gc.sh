@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench/gc.sh: throughput and memory of the worker states' two GC modes, for the hello app and for
 # an app that allocates 1 MiB per request; the modes alternate run by run (ROUNDS, default 3),
-# all in one run, so the machine's noise hits both alike. Figures only.
+# all in one run, so the machine's noise hits both alike. Memory: the supervisor and its serving
+# process summed. Figures only.
 set -u
 cd "$(dirname "$0")/.."
 O=${O:-build}
@@ -19,8 +20,11 @@ for app in examples/hello.lua bench/apps/alloc.lua; do
       pid=$!
       for _ in $(seq 100); do [ -S "$dir/s.sock" ] && break; sleep 0.05; done
       res=$("$O/scgi-load" -a "$dir/s.sock" -c 32 -d "$DURATION" -w 1 | grep '^RESULT')
-      hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
-      rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+      procs="$pid $(pgrep -P $pid)" # the supervisor and its serving process
+      # shellcheck disable=SC2086
+      hwm=$(for p in $procs; do cat /proc/$p/status; done | awk '/VmHWM/ {s += $2} END {print s}')
+      # shellcheck disable=SC2086
+      rss=$(for p in $procs; do cat /proc/$p/status; done | awk '/VmRSS/ {s += $2} END {print s}')
       kill $pid; wait $pid 2>/dev/null
       rps=$(echo "$res" | sed 's/.*rps=\([0-9.]*\).*/\1/')
       p99=$(echo "$res" | sed 's/.*p99_ms=\([0-9.]*\).*/\1/')

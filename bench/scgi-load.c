@@ -305,18 +305,20 @@ static void add_header(char *hdr, size_t *len, const char *name, const char *val
   *len += nl + vl;
 }
 
+static const char *request_uri = "/"; /* -u */
+
 /* Builds the request once: an nginx-like header set, then the body. */
 static void build_request(long long body) {
-  char hdr[1024], cl[32];
+  char hdr[2048], cl[32];
   size_t hl = 0;
   snprintf(cl, sizeof cl, "%lld", body);
   add_header(hdr, &hl, "CONTENT_LENGTH", cl);
   add_header(hdr, &hl, "SCGI", "1");
   add_header(hdr, &hl, "REQUEST_METHOD", body ? "POST" : "GET");
-  add_header(hdr, &hl, "REQUEST_URI", "/");
+  add_header(hdr, &hl, "REQUEST_URI", request_uri);
   add_header(hdr, &hl, "QUERY_STRING", "");
   add_header(hdr, &hl, "CONTENT_TYPE", body ? "application/octet-stream" : "");
-  add_header(hdr, &hl, "DOCUMENT_URI", "/");
+  add_header(hdr, &hl, "DOCUMENT_URI", request_uri);
   add_header(hdr, &hl, "SERVER_PROTOCOL", "HTTP/1.1");
   add_header(hdr, &hl, "REMOTE_ADDR", "127.0.0.1");
   add_header(hdr, &hl, "REMOTE_PORT", "54321");
@@ -433,10 +435,11 @@ static void on_signal(int sig) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: scgi-load -a ADDR [-c CONNS] [-t THREADS] [-d SECONDS | -n REQUESTS]\n"
-                  "                 [-w WARMUP_SECONDS] [-b BODY_BYTES] [-T TIMEOUT_SECONDS]\n"
-                  "  ADDR: a unix socket path, host:port or [v6]:port\n"
-                  "  defaults: -c 1 -t 1 -d 5 -w 1 -b 0 -T 10\n");
+  fprintf(stderr,
+          "usage: scgi-load -a ADDR [-c CONNS] [-t THREADS] [-d SECONDS | -n REQUESTS]\n"
+          "                 [-w WARMUP_SECONDS] [-b BODY_BYTES] [-T TIMEOUT_SECONDS] [-u URI]\n"
+          "  ADDR: a unix socket path, host:port or [v6]:port\n"
+          "  defaults: -c 1 -t 1 -d 5 -w 1 -b 0 -T 10 -u /\n");
   exit(2);
 }
 
@@ -454,7 +457,7 @@ int main(int argc, char **argv) {
   double duration = -1, warmup = 1;
   long long body = 0;
   int opt;
-  while ((opt = getopt(argc, argv, "a:c:t:d:n:w:b:T:h")) != -1) {
+  while ((opt = getopt(argc, argv, "a:c:t:d:n:w:b:T:u:h")) != -1) {
     switch (opt) {
     case 'a': addr = optarg; break;
     case 'c': conns = (int)parse_num(optarg, 1, 1000000); break;
@@ -464,6 +467,10 @@ int main(int argc, char **argv) {
     case 'w': warmup = parse_num(optarg, 0, 1e7); break;
     case 'b': body = (long long)parse_num(optarg, 0, 1ull << 32); break;
     case 'T': timeout_ns = (uint64_t)(parse_num(optarg, 0.001, 1e6) * 1e9); break;
+    case 'u':
+      if (optarg[0] != '/' || strlen(optarg) > 1000) usage();
+      request_uri = optarg;
+      break;
     default: usage();
     }
   }
