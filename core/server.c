@@ -355,6 +355,7 @@ int server_run(struct server *s, char *err, size_t errlen) {
   s->pid = (long)getpid();
   int rc = 1, drop = (s->cfg.user || s->cfg.group) && !s->serving;
   s->nworkers = s->fn_L ? 1 : s->cfg.workers > 0 ? s->cfg.workers : online_cpus();
+  s->ncpu = online_cpus();
   s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
   s->lst.fd = s->web.lst.fd = -1;
   s->started = clock_now();

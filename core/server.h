@@ -33,9 +33,9 @@ struct server {
   ev_signal sig_term, sig_int, sig_hup, sig_usr1, sig_usr2, sig_now;
   ev_timer grace_timer, hard_stop; /* the grace period; the second signal's deadline */
   ev_async done;
-  ev_io accept_w;        /* --accept handoff: the acceptor */
-  ev_timer accept_retry; /* EMFILE: paused accepting */
-  int next_worker, emfile_logged;
+  ev_io accept_w;          /* --accept handoff: the acceptor */
+  ev_timer accept_retry;   /* EMFILE: paused accepting */
+  int ncpu, emfile_logged; /* online CPUs (the acceptor prefers that many workers) */
   uint64_t spurious;
   atomic_int running;   /* workers whose loop has not ended */
   atomic_int listen_fd; /* lst.fd until the last worker stops accepting and closes it */
