@@ -787,7 +787,7 @@ lv=$(lua5.4 -v 2>/dev/null | awk '{print $2}')
   echo "user + system time of the server's processes (/proc/PID/stat, clock ticks of $(calc "1000/$TCK") ms) over"
   echo "$CPU_REQUESTS requests from scgi-load with 32 connections, median of $REPS (servers alternating). The system"
   echo "time is mostly the kernel's side of a unix-socket connection (accept4, recv, send, close; scgi-lua's default"
-  echo "\`--accept handoff\` adds the hand-off to a worker), and it moves with the machine's load."
+  echo "with more workers than CPUs, \`--accept direct\` hands clients on from an acceptor while the others run Lua), and it moves with the machine's load."
   echo
   echo "| server | user µs | system µs | total µs per request | / floor | rps during the count |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: |"

@@ -1,6 +1,6 @@
 #!/bin/bash
 # bench/scale.sh: many workers on few cores. examples/hello.lua served by scgi-lua with 2 and 16
-# workers, in both accept modes (--accept handoff, the default, and --accept shared), next to
+# workers, in the three accept modes (--accept direct, the default, handoff and shared), next to
 # the floor (bench/floor.c, EPOLLEXCLUSIVE in the set each thread sleeps in) with 2 and 16
 # threads, on a unix socket and on TCP loopback; 8 connections (the throughput ratio 16 / 2
 # workers) and 1 connection (latency). All servers run side by side (idle ones cost nothing),
@@ -10,7 +10,7 @@
 #
 #   bash bench/scale.sh              (O=build-bench to build elsewhere; DURATION, REPS)
 #
-# About 4 minutes with the defaults (DURATION 3, REPS 3).
+# About 5 minutes with the defaults (DURATION 3, REPS 3).
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 bench_init scale
@@ -19,11 +19,11 @@ REPS=${REPS:-3}
 CONNS=${SCALE_CONNS:-"8 1"}
 build
 
-# NAME: KIND-WORKERS-SOCKET, KIND handoff, shared or floor
+# NAME: KIND-WORKERS-SOCKET, KIND direct, handoff, shared or floor
 SERVERS=""
 declare -A ADDR
 for sock in unix tcp; do
-  for kind in handoff shared floor; do
+  for kind in direct handoff shared floor; do
     for w in 2 16; do
       n=$kind-$w-$sock
       SERVERS="$SERVERS $n"
@@ -96,16 +96,20 @@ row() { # row NAME CONNS
     echo "| server (mode-workers) | connections | rps | p50 / p99 ms | CPU µs / req | vol. ctx switches / req | rps spread |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
     for c in $CONNS; do
-      for kind in handoff shared floor; do
+      for kind in direct handoff shared floor; do
         for w in 2 16; do row "$kind-$w-$sock" "$c"; done
       done
     done
     echo
     echo "| mode | 16 / 2 workers, rps at 8 connections (median of the per-round ratios) | the medians' ratio |"
     echo "| --- | ---: | ---: |"
-    for kind in handoff shared floor; do
+    for kind in direct handoff shared floor; do
       echo "| $kind | $(f2 "$(pmed scale "$kind-16-$sock" "$kind-2-$sock" 8 5)") | $(ratio "$(med scale "$kind-16-$sock" 8 5)" "$(med scale "$kind-2-$sock" 8 5)") |"
     done
+    echo
+    echo "direct / shared with 2 workers (same rounds): rps at 8 connections"
+    echo "$(f2 "$(pmed scale "direct-2-$sock" "shared-2-$sock" 8 5)"), CPU per request $(f2 "$(pmed scale "direct-2-$sock" "shared-2-$sock" 8 11)");"
+    echo "at 1 connection p50 $(f2 "$(pmed scale "direct-2-$sock" "shared-2-$sock" 1 6)"), CPU per request $(f2 "$(pmed scale "direct-2-$sock" "shared-2-$sock" 1 11)")."
     echo
     echo "The hand-off's own price, handoff / shared with 2 workers (same rounds): rps at 8 connections"
     echo "$(f2 "$(pmed scale "handoff-2-$sock" "shared-2-$sock" 8 5)"), CPU per request $(f2 "$(pmed scale "handoff-2-$sock" "shared-2-$sock" 8 11)");"
@@ -122,15 +126,17 @@ row() { # row NAME CONNS
 } >"$OUT/scale.md"
 
 for sock in unix tcp; do
-  for kind in handoff shared; do
+  for kind in direct handoff shared; do
     r=$(pmed scale "$kind-16-$sock" "$kind-2-$sock" 8 5)
     was=$([ $sock = unix ] && echo 0.36 || echo 0.70)
-    [ $kind = handoff ] && was="- (shared, the default then: $was)"
+    [ $kind = shared ] || was="- (shared, the default then: $was)"
     target "hello, 16 vs 2 workers, 8 connections, $sock socket, --accept $kind" "$(f2 "$r")" ge 0.9 "$was" \
       "$(f0 "$(med scale "$kind-16-$sock" 8 5)") vs $(f0 "$(med scale "$kind-2-$sock" 8 5)") rps; CPU per request $(f1 "$(med scale "$kind-16-$sock" 8 11)") vs $(f1 "$(med scale "$kind-2-$sock" 8 11)") µs"
   done
-  r=$(pmed scale "handoff-2-$sock" "shared-2-$sock" 1 6)
-  target "latency at 1 connection, 2 workers, $sock: p50 handoff / shared (the previous default)" "$(f2 "$r")" le 1.0 "-" \
-    "p50 $(f3 "$(med scale "handoff-2-$sock" 1 6)") vs $(f3 "$(med scale "shared-2-$sock" 1 6)") ms, p99 $(f3 "$(med scale "handoff-2-$sock" 1 7)") vs $(f3 "$(med scale "shared-2-$sock" 1 7)") ms; 16 workers: p50 $(f3 "$(med scale "handoff-16-$sock" 1 6)") vs $(f3 "$(med scale "shared-16-$sock" 1 6)") ms"
+  for kind in direct handoff; do
+    r=$(pmed scale "$kind-2-$sock" "shared-2-$sock" 1 6)
+    target "latency at 1 connection, 2 workers, $sock: p50 $kind / shared (the default when the issue was filed)" "$(f2 "$r")" le 1.0 "-" \
+      "p50 $(f3 "$(med scale "$kind-2-$sock" 1 6)") vs $(f3 "$(med scale "shared-2-$sock" 1 6)") ms, p99 $(f3 "$(med scale "$kind-2-$sock" 1 7)") vs $(f3 "$(med scale "shared-2-$sock" 1 7)") ms; 16 workers: p50 $(f3 "$(med scale "$kind-16-$sock" 1 6)") vs $(f3 "$(med scale "shared-16-$sock" 1 6)") ms"
+  done
 done
 say "done ($(($(date +%s) - T0)) s)"

@@ -34,7 +34,7 @@ struct option_def {
   const char *help;
 };
 
-static const char *const accept_modes[] = {"handoff", "shared", NULL};
+static const char *const accept_modes[] = {"direct", "handoff", "shared", NULL};
 static const char *const gc_modes[] = {"incremental", "generational", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
@@ -61,9 +61,10 @@ static const struct option_def options[] = {
      "serving processes under the supervisor; a crash costs one process's requests in flight"},
     {"no-master", K_FLAG, F(no_master), 0, 1, NULL, NULL, NULL,
      "no supervising process: serve in this process (a crash ends the program)"},
-    {"accept", K_CHOICE, F(accept), 0, 0, accept_modes, "MODE", "handoff",
-     "handoff: one thread accepts and hands each client to the least busy worker; shared: "
-     "every idle worker watches the listener (docs/accept.md)"},
+    {"accept", K_CHOICE, F(accept), 0, 0, accept_modes, "MODE", "direct",
+     "direct: as many workers as CPUs wait for clients themselves, one woken per client, and the "
+     "others get clients handed on while those all run Lua; handoff: one thread accepts and hands "
+     "each client on; shared: every idle worker wakes for each client (docs/accept.md)"},
     {"max-header-size", K_SIZE, F(max_header_size), 64, 16777216, NULL, "SIZE", "64K",
      "largest SCGI header block; over it: 431"},
     {"max-body-size", K_SIZE, F(max_body_size), 0, 1e18, NULL, "SIZE", "16M",

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "accept.h"
 #include "log.h"
 #include "request.h"
 #include "rt.h"
@@ -252,6 +253,7 @@ static void *watchdog(void *arg) {
     uint64_t now = now_ns();
     for (int i = 0; ws && i < s->nworkers; i++)
       watch_worker(&s->workers[i], &ws[i], now, &busy);
+    accept_watch(s, now);
     uint64_t tick = busy ? TICK_BUSY_NS : TICK_IDLE_NS;
     struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)tick};
     nanosleep(&ts, NULL);

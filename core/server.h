@@ -36,6 +36,11 @@ struct server {
   ev_io accept_w;          /* --accept handoff: the acceptor */
   ev_timer accept_retry;   /* EMFILE: paused accepting */
   int ncpu, emfile_logged; /* online CPUs (the acceptor prefers that many workers) */
+  int naccepting;          /* workers that watch the listener themselves */
+  ev_async accept_toggle;  /* direct: the watchdog turns the acceptor on or off */
+  atomic_int overflow;     /* direct: every direct worker is busy in Lua: the acceptor is on */
+  atomic_int watch_direct; /* direct with more workers than CPUs: the watchdog looks */
+  atomic_int taken_away;   /* stopping: the listener is out of every worker's set */
   uint64_t spurious;
   atomic_int running;   /* workers whose loop has not ended */
   atomic_int listen_fd; /* lst.fd until the last worker stops accepting and closes it */

@@ -192,12 +192,12 @@ void stats_request_done(struct worker *w, const struct request_record *r) {
   while (ms > stat_bucket_ms[b])
     b++;
   int cls = r->status >= 100 && r->status < 600 ? r->status / 100 : 0;
-  stat_add(&w->st->requests, 1);
   stat_add(&w->st->status[cls], 1);
   stat_add(&w->st->bytes_in, r->bytes_in);
   stat_add(&w->st->bytes_out, r->bytes_out);
   stat_add(&w->st->latency[b], 1);
   stat_add(&w->st->latency_us, (uint64_t)(ms * 1000.0));
+  stat_add(&w->st->requests, 1); /* last: a reader that sees the request sees most of the rest */
   if (log_access_enabled()) access_line(w, r, ms);
 }
 

@@ -24,16 +24,21 @@ struct worker {
   int id;
   pthread_t thread;
   struct ev_loop *loop;
-  ev_io accept_w; /* --accept shared: the listener */
+  ev_io accept_w;   /* --accept shared, direct: the listener */
+  int loop_fd;      /* shared, direct: the epoll set its loop sleeps in (libev's), or -1 */
+  int ep_fd;        /* direct: loop_fd, which holds the listener exclusive; else -1 */
+  int listening;    /* direct: the listener is in that set now (not paused) */
+  uint64_t ep_data; /* ... with the data libev registered it with */
   ev_async wake;
   ev_timer accept_retry; /* EMFILE: paused accepting */
+  ev_timer accept_setup; /* direct: makes the listener exclusive once libev has added it */
   ev_async handoff;      /* --accept handoff: clients are in the queue */
   atomic_uint q_head, q_tail;
   int queue[ACCEPT_QUEUE];
   int handed;        /* the acceptor put clients in the queue in this batch */
   atomic_int reload; /* 1: build a new state from the app file */
   atomic_int stop;   /* 1: stop accepting and finish; 2: abandon now */
-  int accepting;     /* --accept shared: it watches the listener */
+  int accepting;     /* --accept shared, direct: it watches the listener */
   int stopping;
   int emfile_logged;
   const struct conn_handler *handler; /* the layer above the connections */
