@@ -21,6 +21,7 @@
 #define OUT_CAP (64 * 1024)    /* the response buffer; larger writes go straight out */
 #define IN_KEEP (64 * 1024)    /* a body buffer grown past IN_SHRINK is cut back to this */
 #define IN_SHRINK (256 * 1024) /* once drained */
+#define IN_BODY (256 * 1024)   /* a body read takes up to this much from the socket at once */
 #define CONN_POOL 256          /* idle conns a worker keeps, with their buffers */
 #define FLUSH_MIN 1.0          /* seconds a response gets to flush after its budget ran out */
 
@@ -265,8 +266,11 @@ int conn_fill(struct conn *c, size_t want) {
     c->in_len = avail;
     c->in_off = 0;
   }
-  if (c->in_cap < want) {
-    size_t cap = c->in_cap * 2 > want ? c->in_cap * 2 : want;
+  /* room for more than asked, so that one recv serves the next reads too */
+  uint64_t rest = avail + (c->content_length - c->body_recv);
+  size_t fill = want < IN_BODY ? (rest < IN_BODY ? (size_t)rest : IN_BODY) : want;
+  if (c->in_cap < fill) {
+    size_t cap = want < IN_BODY ? fill : c->in_cap * 2 > want ? c->in_cap * 2 : want;
     char *p = realloc(c->in, cap);
     if (p == NULL) {
       conn_set_gone(c, ENOMEM);

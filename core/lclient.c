@@ -16,8 +16,16 @@
 
 static const char client_mt_key = 0; /* its address keys the metatable in the registry */
 
+/* Argument 1 as a client. Every client function has the client metatable as its upvalue 1, so
+   the check is a pointer comparison, not luaL_checkudata's registry lookup by name (bench/ir.sh). */
 static struct client_box *check_box(lua_State *L) {
-  return (struct client_box *)luaL_checkudata(L, 1, CLIENT_MT);
+  void *p = lua_touserdata(L, 1);
+  if (p != NULL && lua_getmetatable(L, 1)) {
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (ok) return (struct client_box *)p;
+  }
+  return (struct client_box *)luaL_checkudata(L, 1, CLIENT_MT); /* raises its usual error */
 }
 
 /* The live request behind argument 1; raises if the client is closed. */
@@ -233,8 +241,11 @@ void lclient_open(lua_State *L) {
   }
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &client_mt_key);
-  luaL_setfuncs(L, metamethods, 0);
-  luaL_newlib(L, methods);
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, metamethods, 1); /* upvalue 1: the metatable (check_box) */
+  lua_createtable(L, 0, sizeof methods / sizeof methods[0] - 1);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);
   if (luaL_loadbuffer(L, client_lua, sizeof client_lua - 1, "=scgi/client.lua") != LUA_OK)
     lua_error(L);
   lua_pushvalue(L, -2);

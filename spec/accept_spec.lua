@@ -4,14 +4,7 @@
 -- acceptor's hand-off reaches.
 local H = require "helper"
 
-local function capture(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
-local NCPU = tonumber(capture("nproc"):match("%d+"))
+local NCPU = tonumber(H.sh_out("nproc"):match("%d+"))
 
 local APP = [[
 local scgi = require "scgi"
@@ -102,7 +95,7 @@ describe("--accept", function()
     local pid = H.serving_pid(srv)
     local listener -- the socket all the exclusive entries name
     local exclusive = 0
-    for fd in capture("ls /proc/" .. pid .. "/fdinfo"):gmatch("%d+") do
+    for fd in H.sh_out("ls /proc/" .. pid .. "/fdinfo"):gmatch("%d+") do
       local info = H.read_file("/proc/" .. pid .. "/fdinfo/" .. fd) or ""
       for tfd, events in info:gmatch("tfd:%s+(%d+)%s+events:%s+(%x+)") do
         if tonumber(events, 16) & 0x10000000 ~= 0 then
