@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "accept.h"
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "rt.h"
@@ -65,12 +66,6 @@ static void on_handoff(struct ev_loop *loop, ev_async *a, int revents) {
 }
 
 /* ---- accepting ---- */
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* The worker for the next client: not in a long Lua resume, then the fewest clients handed but
    not yet taken; workers past the number of CPUs count as EXTRA_PENALTY more, and ties go to the
@@ -132,7 +127,7 @@ static int out_of_descriptors(int e) {
 /* handoff: the acceptor (the main thread). */
 static void give_to_least_busy(int fd, void *arg) {
   struct server *s = arg;
-  uint64_t now = now_ns();
+  uint64_t now = clock_ns();
   for (int tries = 0; tries < s->nworkers; tries++) {
     struct worker *w = least_busy(s, now);
     if (queue_push(w, fd) == 0) {

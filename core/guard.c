@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "accept.h"
+#include "clock.h"
 #include "log.h"
 #include "request.h"
 #include "rt.h"
@@ -28,12 +29,6 @@
 #define RESIGNAL_NS 1000000000ull   /* a resume still over its limit is signalled again */
 #define STUCK_NS 5000000000ull      /* a resume this long over its limit is reported stuck */
 #define SLOW_RESUME_NS 100000000ull /* --slow-log asks a resume this long where it is */
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* The runtime of the thread a signal interrupts (read by the handler: initial-exec TLS, already
    set, so reading it is async-signal-safe). */
@@ -93,7 +88,7 @@ static uint64_t limit_of(struct rt *rt, uint64_t now, double deadline) {
 }
 
 void guard_begin(struct rt *rt, double allowance, double deadline) {
-  uint64_t now = now_ns();
+  uint64_t now = clock_ns();
   rt->allowance = allowance;
   rt->allowance_end_ns = allowance > 0 ? now + (uint64_t)(allowance * 1e9) : 0;
   rt->killed = 0;
@@ -126,7 +121,7 @@ void guard_restore(struct rt *rt, const struct guard_state *g) {
 }
 
 void guard_set_deadline(struct rt *rt, double deadline) {
-  atomic_store_explicit(&rt->limit_ns, limit_of(rt, now_ns(), deadline), memory_order_relaxed);
+  atomic_store_explicit(&rt->limit_ns, limit_of(rt, clock_ns(), deadline), memory_order_relaxed);
 }
 
 void guard_end(struct rt *rt) {
@@ -156,7 +151,7 @@ void guard_hook(lua_State *L, lua_Debug *ar) {
   if (!rt->killed) {
     uint64_t start = atomic_load_explicit(&rt->resume_ns, memory_order_acquire);
     uint64_t limit = atomic_load_explicit(&rt->limit_ns, memory_order_relaxed);
-    uint64_t now = now_ns();
+    uint64_t now = clock_ns();
     if (start == 0 || limit == 0 || now < limit) { /* a late signal, or a stale hook: not over */
       lua_sethook(L, NULL, 0, 0);
       return;
@@ -250,7 +245,7 @@ static void *watchdog(void *arg) {
   log_attach(s->log);
   while (!atomic_load(&s->guard_stop)) {
     int busy = 0;
-    uint64_t now = now_ns();
+    uint64_t now = clock_ns();
     for (int i = 0; ws && i < s->nworkers; i++)
       watch_worker(&s->workers[i], &ws[i], now, &busy);
     accept_watch(s, now);

@@ -17,7 +17,7 @@
 static const char client_mt_key = 0; /* its address keys the metatable in the registry */
 
 /* Argument 1 as a client. Every client function has the client metatable as its upvalue 1, so
-   the check is a pointer comparison, not luaL_checkudata's registry lookup by name (bench/ir.sh). */
+   the check is a pointer comparison, not luaL_checkudata's registry lookup by name. */
 static struct client_box *check_box(lua_State *L) {
   void *p = lua_touserdata(L, 1);
   if (p != NULL && lua_getmetatable(L, 1)) {

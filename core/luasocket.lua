@@ -6,10 +6,9 @@ local core = ...
 local in_task, tcp, sleep, tls_wrap = core.in_task, core.tcp, core.sleep, core.tls_wrap
 local getmetatable, type = getmetatable, type
 
--- scgi.connect(host, port) or scgi.connect(path): a connected cooperative socket, or nil and why.
-function core.connect(host, port)
-  local s = tcp(port == nil and "unix" or "any", "scgi.connect")
-  local ok, err = s:connect(host, port)
+-- s connected to address (and port), or s closed and nil and why.
+local function connected(s, address, port)
+  local ok, err = s:connect(address, port)
   if not ok then
     s:close()
     return nil, err
@@ -17,16 +16,15 @@ function core.connect(host, port)
   return s
 end
 
+-- scgi.connect(host, port) or scgi.connect(path): a connected cooperative socket, or nil and why.
+function core.connect(host, port)
+  return connected(tcp(port == nil and "unix" or "any", "scgi.connect"), host, port)
+end
+
 local function connect_with(family)
   return function(address, port, laddress)
     if laddress then return nil, "cooperative sockets do not bind to a local address" end
-    local s = tcp(family)
-    local ok, err = s:connect(address, port)
-    if not ok then
-      s:close()
-      return nil, err
-    end
-    return s
+    return connected(tcp(family), address, port)
   end
 end
 
