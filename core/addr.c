@@ -18,10 +18,27 @@
 
 #define BACKLOG_MAX 65535 /* the kernel takes at most somaxconn */
 
+/* The port of a bound or named TCP address, or -1 for none. */
+static long tcp_port(const char *a) {
+  const char *colon = strrchr(a, ':');
+  char *end;
+  if (colon == NULL || strncmp(a, "fd:", 3) == 0 || strncmp(a, "unix:", 5) == 0 || a[0] == '/' ||
+      a[0] == '.')
+    return -1;
+  long port = strtol(colon + 1, &end, 10);
+  return end > colon + 1 && *end == '\0' ? port : -1;
+}
+
 static int fail(char *err, size_t errlen, const char *fmt, const char *a, int e) {
   char msg[256];
+  long port = tcp_port(a);
   snprintf(msg, sizeof msg, fmt, a);
-  if (e == EACCES || e == EPERM) {
+  if (e == EACCES && port > 0 && port < 1024) {
+    snprintf(err, errlen,
+             "%s: %s (port %ld is privileged: only root binds it; start scgi-lua as root, which "
+             "binds it before --user drops privileges, or choose a port from 1024 up)",
+             msg, strerror(e), port);
+  } else if (e == EACCES || e == EPERM) {
     struct passwd *pw = getpwuid(geteuid());
     snprintf(err, errlen,
              "%s: %s (running as user %s, uid %ld: give that user write access to the "
@@ -191,8 +208,52 @@ static int open_fd(struct listener *l, const char *num, char *err, size_t errlen
   return 0;
 }
 
+/* Whether port is a decimal number from 0 to 65535 (getaddrinfo would take 70000 as 4464). */
+static int good_port(const char *port) {
+  size_t n = strspn(port, "0123456789");
+  return n > 0 && n <= 5 && port[n] == '\0' && strtol(port, NULL, 10) <= 65535;
+}
+
+int addr_check(const char *addr, char *why, size_t len) {
+  const char *port;
+  if (strncmp(addr, "unix:", 5) == 0 || addr[0] == '/' || addr[0] == '.') {
+    const char *path = addr[0] == 'u' ? addr + 5 : addr;
+    if (*path && strlen(path) < sizeof(((struct sockaddr_un *)0)->sun_path)) return 0;
+    snprintf(why, len, *path ? "a unix socket path is at most %zu bytes" : "an empty path",
+             sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+    return -1;
+  }
+  if (strncmp(addr, "fd:", 3) == 0) {
+    size_t n = strspn(addr + 3, "0123456789");
+    if (n > 0 && n <= 7 && addr[3 + n] == '\0' && strtol(addr + 3, NULL, 10) <= 1 << 20) return 0;
+    snprintf(why, len, "fd: takes a descriptor number");
+    return -1;
+  }
+  if (addr[0] == '[') {
+    const char *close = strchr(addr, ']');
+    if (close == NULL || close[1] != ':' || (size_t)(close - addr) > 250) goto bad;
+    port = close + 2;
+  } else {
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || (size_t)(colon - addr) > 250 || memchr(addr, ':', (size_t)(colon - addr)))
+      goto bad;
+    port = colon + 1;
+  }
+  if (good_port(port)) return 0;
+  snprintf(why, len, "the port must be a number from 0 to 65535");
+  return -1;
+bad:
+  snprintf(why, len, "expected /path, unix:/path, HOST:PORT, [V6]:PORT or fd:N");
+  return -1;
+}
+
 int listener_open(struct listener *l, const char *addr, int mode, int backlog, char *err,
                   size_t errlen) {
+  char why[128];
+  if (addr_check(addr, why, sizeof why) < 0) {
+    snprintf(err, errlen, "cannot use the address '%s' (%s)", addr, why);
+    return -1;
+  }
   char host[256];
   memset(l, 0, sizeof *l);
   l->fd = -1;
@@ -236,8 +297,9 @@ void listener_close(struct listener *l) {
 }
 
 int addr_connect_tcp(const char *addr) {
-  char host[256];
+  char host[256], why[128];
   const char *port;
+  if (addr_check(addr, why, sizeof why) < 0) goto bad;
   if (addr[0] == '[') {
     const char *close_br = strchr(addr, ']');
     if (close_br == NULL || close_br[1] != ':' || (size_t)(close_br - addr) > 250) goto bad;

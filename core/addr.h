@@ -18,6 +18,10 @@ struct listener {
 int listener_open(struct listener *l, const char *addr, int mode, int backlog, char *err,
                   size_t errlen);
 
+/* Checks ADDR's syntax as listener_open takes it (a port from 0 to 65535, fd:N a number, a unix
+   path that fits); 0, or -1 with the reason in why. */
+int addr_check(const char *addr, char *why, size_t len);
+
 /* Closes the socket and removes the unix socket file if it is still ours. */
 void listener_close(struct listener *l);
 

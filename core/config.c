@@ -1,6 +1,7 @@
 /* config.c: the option table (kind, range, default, help line of each option), the defaults,
    parsing values for the program and the module, and --help. */
 #include "config.h"
+#include "addr.h"
 #include "shdict.h"
 
 #include <errno.h>
@@ -285,7 +286,21 @@ int config_set(struct scgi_config *cfg, const char *name, const char *value, cha
 }
 
 int config_check(const struct scgi_config *cfg, char *err, size_t errlen) {
-  const char *a = cfg->stats;
+  const char *a = cfg->stats, *names[] = {"socket", "stats"};
+  const char *addrs[] = {cfg->socket && strcmp(cfg->socket, "systemd") ? cfg->socket : NULL, a};
+  char why[128];
+  for (int i = 0; i < 2; i++)
+    if (addrs[i] && addr_check(addrs[i], why, sizeof why) < 0) {
+      snprintf(err, errlen, "invalid value for --%s: '%s' (%s)", names[i], addrs[i], why);
+      return -1;
+    }
+  if (cfg->group && !cfg->user) {
+    snprintf(err, errlen,
+             "--group needs --user: alone it would change the group and keep the user (uid 0 "
+             "when started as root); give --user too");
+    return -1;
+  }
+  if (priv_check_names(cfg, err, errlen) < 0) return -1;
   if (a && strncmp(a, "unix:", 5) != 0 && a[0] != '/' && a[0] != '.' &&
       strncmp(a, "127.", 4) != 0 && strncmp(a, "[::1]:", 6) != 0 &&
       strncmp(a, "localhost:", 10) != 0) {

@@ -67,6 +67,10 @@ int config_known(const char *name);
 /* Checks what needs more than one value's syntax; -1 with a one-line message in err. */
 int config_check(const struct scgi_config *cfg, char *err, size_t errlen);
 
+/* priv.c: whether the users and groups --user, --group and --socket-owner name exist (names or
+   numbers); -1 with "invalid value for --OPTION" in err. config_check calls it. */
+int priv_check_names(const struct scgi_config *cfg, char *err, size_t errlen);
+
 /* The default socket path, /tmp/<uid>/scgi, written into buf. */
 const char *config_default_socket(char *buf, size_t len);
 

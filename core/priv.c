@@ -43,6 +43,30 @@ static int find_group(const char *name, gid_t *gid, char *err, size_t errlen) {
   return -1;
 }
 
+int priv_check_names(const struct scgi_config *cfg, char *err, size_t errlen) {
+  char user[256], why[256];
+  uid_t uid;
+  gid_t gid;
+  const char *o = cfg->socket_owner, *colon = o ? strchr(o, ':') : NULL;
+  if (cfg->user && find_user(cfg->user, &uid, &gid, why, sizeof why) < 0) {
+    snprintf(err, errlen, "invalid value for --user: '%s' (no such user)", cfg->user);
+    return -1;
+  }
+  if (cfg->group && find_group(cfg->group, &gid, why, sizeof why) < 0) {
+    snprintf(err, errlen, "invalid value for --group: '%s' (no such group)", cfg->group);
+    return -1;
+  }
+  if (o == NULL) return 0;
+  snprintf(user, sizeof user, "%.*s", (int)(colon ? colon - o : (long)strlen(o)), o);
+  int bad_user = user[0] && find_user(user, &uid, &gid, why, sizeof why) < 0;
+  if (bad_user || (colon && colon[1] && find_group(colon + 1, &gid, why, sizeof why) < 0)) {
+    snprintf(err, errlen, "invalid value for --socket-owner: '%s' (no such %s)", o,
+             bad_user ? "user" : "group");
+    return -1;
+  }
+  return 0;
+}
+
 /* --socket-owner USER[:GROUP]: chown the unix socket (as root, or to one's own groups). */
 int priv_chown_socket(struct listener *l, const char *owner, char *err, size_t errlen) {
   char user[256];

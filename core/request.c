@@ -187,8 +187,10 @@ const char *request_describe_error(struct request *r, lua_State *co, int st) {
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1);
   if (st == LUA_ERRMEM && rt->mem.limit) {
-    lua_pushfstring(L, "not enough memory (limit %f MiB, in use %f MiB)",
-                    (double)rt->mem.limit / 1048576.0, (double)rt->mem.used / 1048576.0);
+    char msg[96]; /* rounded: lua_pushfstring's %f prints 14 digits */
+    snprintf(msg, sizeof msg, "not enough memory (limit %.1f MiB, in use %.1f MiB)",
+             (double)rt->mem.limit / 1048576.0, (double)rt->mem.used / 1048576.0);
+    lua_pushstring(L, msg);
     stat_add(&rt->w->st->memory_stops, 1);
   } else {
     rt->cleanup = 1;

@@ -294,7 +294,7 @@ describe("--memory-limit 32", function()
       assert.equal("500 Internal Server Error\n", body)
       assert.is_true(H.now() - t0 < 5)
       local log = H.wait_log_match(srv, mark, "GET /alloc: [^\n]*not enough memory[^\n]*limit 32[%.0]* MiB")
-      assert.matches("in use [%d%.]+ MiB", log)
+      assert.matches("not enough memory %(limit 32%.0 MiB, in use %d+%.%d MiB%)", log) -- rounded
       H.hello_ok(srv.addr)
       local w = worker(srv.addr)
       assert.equal(1, w.active_requests)

@@ -40,6 +40,21 @@ describe("scgi-lua options", function()
     { "a negative timeout", app .. " --timeout -1", "invalid value for --timeout: '-1'" },
     { "a non-octal socket mode", app .. " --socket-mode 0999", "invalid value for --socket-mode: '0999'" },
     { "an empty socket", app .. " --socket ''", "invalid value for --socket: ''" },
+    { "a port over 65535", app .. " --socket 127.0.0.1:70000", "invalid value for --socket: '127.0.0.1:70000'" },
+    { "a port past 2^32", app .. " --socket 127.0.0.1:4294967297",
+      "invalid value for --socket: '127.0.0.1:4294967297'" },
+    { "a port that is not a number", app .. " --socket 127.0.0.1:http", "invalid value for --socket: '127.0.0.1:http'" },
+    { "an IPv6 port over 65535", app .. " --socket '[::1]:65536'", "invalid value for --socket: '[::1]:65536'" },
+    { "a --stats port over 65535", app .. " --stats 127.0.0.1:70000", "invalid value for --stats: '127.0.0.1:70000'" },
+    { "a descriptor that is not a number", app .. " --socket fd:abc", "invalid value for --socket: 'fd:abc'" },
+    { "an unknown user", app .. " --user no-such-user-x", "invalid value for --user: 'no-such-user-x' (no such user)" },
+    { "an unknown group", app .. " --user nobody --group no-such-group-x",
+      "invalid value for --group: 'no-such-group-x' (no such group)" },
+    { "an unknown socket owner", app .. " --socket-owner no-such-user-x",
+      "invalid value for --socket-owner: 'no-such-user-x' (no such user)" },
+    { "an unknown socket group", app .. " --socket-owner root:no-such-group-x",
+      "invalid value for --socket-owner: 'root:no-such-group-x' (no such group)" },
+    { "--group without --user", app .. " --group nogroup", "--group needs --user" },
     { "no app file", "--workers 1", "no app file given" },
     { "two app files", app .. " " .. app, "more than one app file given" },
   }
@@ -61,6 +76,48 @@ describe("scgi-lua options", function()
     assert.equal(413, (H.request(srv.addr, "POST", "/echo", ("x"):rep(11))))
     assert.equal(200, (H.request(srv.addr, "POST", "/echo", ("x"):rep(10))))
     assert.equal(0, srv.stop())
+  end)
+end)
+
+-- --check refuses what the start refuses: the same checks, made in one place.
+describe("--check", function()
+  after_each(H.cleanup)
+
+  local files = {
+    { "--log-file", "cannot open the log file /nonexistent-dir/d/log" },
+    { "--access-log", "cannot open the access log /nonexistent-dir/d/log" },
+    { "--pid-file", "cannot write the pid file /nonexistent-dir/d/log" },
+  }
+  for _, f in ipairs(files) do
+    it("refuses a " .. f[1] .. " the start cannot open, as the start does (exit 1)", function()
+      local dir = H.tmpdir()
+      local args = app .. " --socket " .. H.quote(dir .. "/s.sock") .. " " .. f[1] .. " /nonexistent-dir/d/log"
+      local rc, out, err = H.run(args .. " --check")
+      assert.equal(1, rc)
+      assert.equal("", out)
+      assert.truthy(err:find(f[2], 1, true), err)
+      assert.is_nil(err:find(": ok", 1, true), err)
+      local rc2, _, err2 = H.run(args)
+      assert.equal(1, rc2)
+      assert.truthy(err2:find(f[2], 1, true), err2)
+    end)
+  end
+
+  it("leaves no file behind when the files can be opened, and says ok", function()
+    local dir = H.tmpdir()
+    local rc, _, err = H.run(app .. " --check --log-file " .. H.quote(dir .. "/e.log") .. " --access-log " ..
+      H.quote(dir .. "/a.log") .. " --pid-file " .. H.quote(dir .. "/x.pid"))
+    assert.equal(0, rc, err)
+    assert.truthy(err:find(": ok", 1, true), err)
+    for _, f in ipairs({ "e.log", "a.log", "x.pid" }) do assert.is_false(H.exists(dir .. "/" .. f), f) end
+  end)
+
+  it("refuses an unknown --socket-owner user or group as the start does (exit 2)", function()
+    for _, owner in ipairs({ "nosuchuser", "root:nosuchgroup" }) do
+      local rc, _, err = H.run(app .. " --check --socket-owner " .. owner)
+      assert.equal(2, rc)
+      assert.truthy(err:find("invalid value for --socket-owner: '" .. owner .. "'", 1, true), err)
+    end
   end)
 end)
 
