@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ struct logger {
   pthread_t thread;
   int level, stop, reopen, timestamps;
   struct stream err, access;
+  _Atomic uint64_t *reopen_failures; /* a figure, or NULL */
 };
 
 /* The logger of the server running on this thread (set by each of its threads). */
@@ -43,16 +45,52 @@ int log_parse_level(const char *name) {
   return -1;
 }
 
+int log_open_file(const char *path, int flags, int *created) {
+  int base = O_WRONLY | O_CLOEXEC | O_NOFOLLOW | flags;
+  int fd = open(path, base | O_CREAT | O_EXCL, 0644);
+  *created = fd >= 0;
+  if (fd < 0 && errno == EEXIST) fd = open(path, base);
+  return fd;
+}
+
+void log_open_error(char *err, size_t errlen, const char *verb, const char *path, int e) {
+  if (e == ELOOP)
+    snprintf(err, errlen,
+             "%s %s: it is a symbolic link (not followed, as root could be led to write "
+             "anywhere: name the file itself)",
+             verb, path);
+  else
+    snprintf(err, errlen, "%s %s: %s", verb, path, strerror(e));
+}
+
+/* Opens the stream's file (or takes the standard descriptor); -1 with errno set. */
 static int open_stream(struct stream *s, int std_fd) {
+  int created;
   if (s->path == NULL || strcmp(s->path, "-") == 0) {
     s->fd = std_fd;
     s->std = 1;
     return 0;
   }
-  int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  int fd = log_open_file(s->path, O_APPEND, &created);
   if (fd < 0) return -1;
   s->fd = fd;
   s->std = 0;
+  return 0;
+}
+
+int log_check(const char *error_path, const char *access_path, char *err, size_t errlen) {
+  const char *paths[2] = {error_path, access_path};
+  const char *verbs[2] = {"cannot open the log file", "cannot open the access log"};
+  for (int i = 0; i < 2; i++) {
+    int created, fd;
+    if (paths[i] == NULL || strcmp(paths[i], "-") == 0) continue;
+    if ((fd = log_open_file(paths[i], O_APPEND, &created)) < 0) {
+      log_open_error(err, errlen, verbs[i], paths[i], errno);
+      return -1;
+    }
+    close(fd);
+    if (created) unlink(paths[i]); /* a check leaves nothing behind */
+  }
   return 0;
 }
 
@@ -64,6 +102,36 @@ static void write_all(int fd, const char *p, size_t n) {
     p += w;
     n -= (size_t)w;
   }
+}
+
+/* SIGUSR1: the log thread opens the stream's path anew; when it cannot (the directory or the new
+   file is not the dropped user's, a link), it says so in the old file and on stderr, counts it
+   and writes on into the old file. */
+static void reopen_stream(struct logger *lg, struct stream *s) {
+  int old = s->fd;
+  if (s->std || s->path == NULL) return;
+  if (open_stream(s, old) == 0) {
+    close(old);
+    return;
+  }
+  char msg[700], why[512];
+  size_t n = lg->timestamps ? log_time(msg, 40) : 0;
+  if (n) msg[n++] = ' ';
+  log_open_error(why, sizeof why,
+                 s == &lg->err ? "cannot reopen the log file" : "cannot reopen the access log",
+                 s->path, errno);
+  n += (size_t)snprintf(msg + n, sizeof msg - n,
+                        "scgi-lua: %s (running as uid %ld: the directory must let this user "
+                        "create the file, or the new file must exist and be writable by it); "
+                        "still writing to the old file\n",
+                        why, (long)geteuid());
+  if (n >= sizeof msg) n = sizeof msg - 1;
+  s->fd = old;
+  write_all(lg->err.fd, msg, n);
+  if (!lg->err.std) write_all(2, msg, n);
+  pthread_mutex_lock(&lg->mu); /* the figures' table is not freed while we hold it */
+  if (lg->reopen_failures) atomic_fetch_add_explicit(lg->reopen_failures, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&lg->mu);
 }
 
 /* Takes the stream's buffered bytes (called with the mutex held); the caller writes them. */
@@ -98,15 +166,8 @@ static void *log_thread(void *arg) {
       write_all(lg->err.fd, msg, (size_t)n);
     }
     if (reopen) {
-      struct stream *ss[2] = {&lg->err, &lg->access};
-      for (int i = 0; i < 2; i++) {
-        if (ss[i]->std || ss[i]->path == NULL) continue;
-        int old = ss[i]->fd;
-        if (open_stream(ss[i], old) == 0)
-          close(old);
-        else
-          ss[i]->fd = old;
-      }
+      reopen_stream(lg, &lg->err);
+      reopen_stream(lg, &lg->access);
     }
     spare_e = e;
     spare_a = a;
@@ -132,11 +193,11 @@ struct logger *log_start(const char *error_path, const char *access_path, int le
   lg->access.buf = malloc(LOG_BUF);
   if (lg->err.buf == NULL || lg->access.buf == NULL) goto nomem;
   if (open_stream(&lg->err, 2) < 0) {
-    snprintf(err, errlen, "cannot open the log file %s: %s", error_path, strerror(errno));
+    log_open_error(err, errlen, "cannot open the log file", error_path, errno);
     goto fail;
   }
   if (access_path && open_stream(&lg->access, 1) < 0) {
-    snprintf(err, errlen, "cannot open the access log %s: %s", access_path, strerror(errno));
+    log_open_error(err, errlen, "cannot open the access log", access_path, errno);
     goto fail;
   }
   pthread_mutex_init(&lg->mu, NULL);
@@ -159,6 +220,13 @@ fail:
 void log_attach(struct logger *lg) {
   tls_logger = lg;
   tls_level = lg ? lg->level : LOG_INFO;
+}
+
+void log_count_reopen_failures(struct logger *lg, _Atomic uint64_t *counter) {
+  if (lg == NULL) return;
+  pthread_mutex_lock(&lg->mu);
+  lg->reopen_failures = counter;
+  pthread_mutex_unlock(&lg->mu);
 }
 
 void log_reopen(struct logger *lg) {

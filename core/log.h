@@ -3,6 +3,7 @@
 #define SCGI_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -14,8 +15,19 @@ struct logger *log_start(const char *error_path, const char *access_path, int le
                          size_t errlen);
 /* Makes the calling thread log through lg. */
 void log_attach(struct logger *lg);
-/* Reopens the files (after logrotate moved them). */
+/* Reopens the files (after logrotate moved them); a file that cannot be reopened is said on the
+   old one and on stderr, counted in *counter (log_count_reopen_failures), and written on. */
 void log_reopen(struct logger *lg);
+void log_count_reopen_failures(struct logger *lg, _Atomic uint64_t *counter);
+/* Opens the log files as log_start would, with its messages, and closes them (a file made only
+   for the check is removed): --check. 0, or -1 with a message in err. */
+int log_check(const char *error_path, const char *access_path, char *err, size_t errlen);
+/* Opens path for writing as root may: never through a symbolic link (errno ELOOP), created with
+   mode 0644 (less the umask) when missing (*created set), with extra flags (O_APPEND) added;
+   close-on-exec. -1 with errno set. */
+int log_open_file(const char *path, int flags, int *created);
+/* "VERB PATH: why" into err, for a failed log_open_file (a link is named as such). */
+void log_open_error(char *err, size_t errlen, const char *verb, const char *path, int e);
 /* Writes what is buffered and stops the log thread. */
 void log_stop(struct logger *lg);
 

@@ -122,8 +122,8 @@ int main(int argc, char **argv) {
   s.lua_path_prefix = module_path();
   s.fn_ref = LUA_NOREF;
   s.bindings = &scgi_bindings;
-  if (check)
-    rc = server_check(&s, err, sizeof err);
+  if (check) /* what the start opens as root first, then the app as a worker loads it */
+    rc = listen_check_files(&s.cfg, err, sizeof err) < 0 ? 1 : server_check(&s, err, sizeof err);
   else if (s.serving || s.cfg.no_master)
     rc = server_run(&s, err, sizeof err);
   else

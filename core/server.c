@@ -47,8 +47,7 @@ static void on_hard_stop(struct ev_loop *loop, ev_timer *t, int revents) {
   (void)revents;
   slog_at(LOG_ERROR, "%d worker(s) did not stop within 1 s of the second signal: exiting now",
           atomic_load(&s->running));
-  listener_close(&s->lst);
-  if (s->cfg.pid_file) unlink(s->cfg.pid_file);
+  listen_close(s);
   log_stop(s->log);
   _exit(1);
 }
@@ -373,6 +372,7 @@ int server_run(struct server *s, char *err, size_t errlen) {
     free(s->workers);
     return 1;
   }
+  log_count_reopen_failures(s->log, &s->stats->log_reopen_failures);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   pthread_mutex_init(&s->files_mu, NULL);
@@ -409,6 +409,7 @@ int server_run(struct server *s, char *err, size_t errlen) {
   if (stats_web_start(&s->web, s->serving ? NULL : s->cfg.stats, s->loop, s->stats, err, errlen) <
       0)
     goto fail;
+  if (listen_write_pid(s, err, errlen) < 0) goto fail; /* all is bound: a failed start leaves it */
   start_signals(s); /* before the "listening" line: whoever reads it may signal at once */
   accept_start(s);
   announce(s);
@@ -445,6 +446,7 @@ fail:
   free(s->workers);
   s->workers = NULL;
   if (s->stats) stat_set(&stats_proc(s->stats, s->stats_slot)->pid, 0);
+  log_count_reopen_failures(s->log, NULL);
   stats_table_free(s->stats);
   s->stats = NULL;
   /* why it failed goes to stderr (main.c) and, with --log-file, to the log too: an upgrade's new

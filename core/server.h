@@ -58,6 +58,7 @@ struct server {
   int ready_fd;              /* serving: written once the workers serve, then closed */
   int stats_fd;              /* serving: the supervisor's table */
   int generation;
+  int pid_fd, pid_state; /* --pid-file: opened at binding, written once all is bound (listen.c) */
   struct logger *log;
   ev_timer watch_timer; /* --reload-on-change */
   pthread_mutex_t files_mu;
@@ -91,7 +92,12 @@ int super_run(struct server *s, int argc, char **argv, char *err, size_t errlen)
 
 /* listen.c */
 int listen_open(struct server *s, char *err, size_t errlen);
+/* Writes the pid into the pid file listen_open opened, once everything is bound. */
+int listen_write_pid(struct server *s, char *err, size_t errlen);
 void listen_close(struct server *s);
+/* --check: opens the log files and the pid file as the start would, and leaves them as they were;
+   0, or -1 with the start's message in err. */
+int listen_check_files(const struct scgi_config *cfg, char *err, size_t errlen);
 
 /* priv.c */
 int priv_chown_socket(struct listener *l, const char *owner, char *err, size_t errlen);

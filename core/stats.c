@@ -133,16 +133,18 @@ int stats_note_head(struct head_cache *hc, struct request_record *r, const char 
   return 0;
 }
 
-/* Writes s as a JSON string into line at *n (at most cap). */
-static void json_string(char *line, size_t *n, size_t cap, const char *s) {
+/* Writes s escaped into line at *n (at most cap): as a JSON string (quoted), or for the text
+   line (json 0: unquoted, and a space escaped too, so a field is one word). Either way no control
+   byte, no byte past ASCII and no line break reaches the log: a URI cannot forge a line. */
+static void escaped(char *line, size_t *n, size_t cap, const char *s, int json) {
   static const char hex[] = "0123456789abcdef";
-  if (*n < cap) line[(*n)++] = '"';
+  if (json && *n < cap) line[(*n)++] = '"';
   for (; *s && *n + 7 < cap; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
+    if ((c == '"' && json) || c == '\\') {
       line[(*n)++] = '\\';
       line[(*n)++] = (char)c;
-    } else if (c < 0x20 || c >= 0x7f) { /* bytes as they came: escaped, never invalid UTF-8 */
+    } else if (c < 0x20 || c >= 0x7f || (c == ' ' && !json)) { /* escaped, never bad UTF-8 */
       memcpy(line + *n, "\\u00", 4);
       line[*n + 4] = hex[c >> 4];
       line[*n + 5] = hex[c & 15];
@@ -151,7 +153,7 @@ static void json_string(char *line, size_t *n, size_t cap, const char *s) {
       line[(*n)++] = (char)c;
     }
   }
-  if (*n < cap) line[(*n)++] = '"';
+  if (json && *n < cap) line[(*n)++] = '"';
 }
 
 /* The access log line: text (time, worker, id, method, URI, status, bytes sent, ms), or the same
@@ -165,18 +167,21 @@ static void access_line(struct worker *w, const struct request_record *r, double
     n = (size_t)snprintf(line, sizeof line,
                          "{\"time\":\"%s\",\"pid\":%ld,\"worker\":%d,\"id\":%llu,\"method\":", when,
                          w->srv->pid, w->id, (unsigned long long)r->id);
-    json_string(line, &n, sizeof line - 96, method);
+    escaped(line, &n, sizeof line - 96, method, 1);
     n += (size_t)snprintf(line + n, sizeof line - n, ",\"uri\":");
-    json_string(line, &n, sizeof line - 96, uri);
+    escaped(line, &n, sizeof line - 96, uri, 1);
     n += (size_t)snprintf(line + n, sizeof line - n,
                           ",\"status\":%d,\"bytes_out\":%llu,\"bytes_in\":%llu,\"ms\":%.2f}\n",
                           r->status, (unsigned long long)r->bytes_out,
                           (unsigned long long)r->bytes_in, ms);
   } else {
-    int m = snprintf(line, sizeof line, "%s w%d #%llu %s %s %d %llu %.2f\n", when, w->id,
-                     (unsigned long long)r->id, method, uri, r->status,
-                     (unsigned long long)r->bytes_out, ms);
-    n = m < 0 ? 0 : (size_t)m;
+    n = (size_t)snprintf(line, sizeof line, "%s w%d #%llu ", when, w->id,
+                         (unsigned long long)r->id);
+    escaped(line, &n, sizeof line - 96, method, 0);
+    line[n++] = ' ';
+    escaped(line, &n, sizeof line - 96, uri, 0);
+    n += (size_t)snprintf(line + n, sizeof line - n, " %d %llu %.2f\n", r->status,
+                          (unsigned long long)r->bytes_out, ms);
   }
   if (n >= sizeof line) {
     n = sizeof line;
@@ -203,7 +208,7 @@ void stats_request_done(struct worker *w, const struct request_record *r) {
 
 /* ---- the table ---- */
 
-#define TABLE_MAGIC 0x5c63u /* changes with the layout */
+#define TABLE_MAGIC 0x5c64u /* changes with the layout */
 
 static size_t table_size(int nprocs, int nworkers) {
   return sizeof(struct stats_table) + (size_t)nprocs * sizeof(struct proc_stats) +

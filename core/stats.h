@@ -42,6 +42,7 @@ struct stats_table {
   _Atomic uint64_t last_reload_ms, last_reload_ok; /* wall clock, ms; 1 if it loaded */
   _Atomic uint64_t started_ms;                     /* wall clock */
   _Atomic uint64_t next_id; /* request ids: unique over every serving process and respawn */
+  _Atomic uint64_t log_reopen_failures; /* SIGUSR1 reopens that failed, in any process */
   size_t size;
 };
 

@@ -119,8 +119,11 @@ static void render_json(struct stats_web *sw, struct buf *b) {
   struct stats_table *t = sw->t;
   struct worker_stats total;
   memset(&total, 0, sizeof total);
-  put(b, "{\"version\":\"%s\",\"pid\":%d,\"uptime\":%.3f,\"respawns\":%llu,\"processes\":[",
-      SCGI_VERSION, (int)getpid(), clock_now() - sw->started, LOAD(t->respawns));
+  put(b,
+      "{\"version\":\"%s\",\"pid\":%d,\"uptime\":%.3f,\"respawns\":%llu,"
+      "\"log_reopen_failures\":%llu,\"processes\":[",
+      SCGI_VERSION, (int)getpid(), clock_now() - sw->started, LOAD(t->respawns),
+      LOAD(t->log_reopen_failures));
   for (uint32_t p = 0, first = 1; p < t->nprocs; p++) {
     struct proc_stats *ps = stats_proc(t, (int)p);
     if (LOAD(ps->pid) == 0) continue;
@@ -279,6 +282,9 @@ static void render_prometheus(struct stats_web *sw, struct buf *b) {
        "How long the supervisor waits before it starts a "
        "serving process again (a crash loop).");
   put(b, "scgi_crash_backoff_seconds %.3f\n", (double)LOAD(t->backoff_ms) / 1000.0);
+  head(b, "log_reopen_failures_total", "counter",
+       "Log files a SIGUSR1 could not reopen (the old file is written on).");
+  put(b, "scgi_log_reopen_failures_total %llu\n", LOAD(t->log_reopen_failures));
   head(b, "upgrades_total", "counter", "Binary upgrades (SIGUSR2), by result.");
   put(b, "scgi_upgrades_total{result=\"ok\"} %llu\nscgi_upgrades_total{result=\"failed\"} %llu\n",
       LOAD(t->upgrades), LOAD(t->upgrade_failures));

@@ -470,7 +470,9 @@ int super_run(struct server *s, int argc, char **argv, char *err, size_t errlen)
     snprintf(err, errlen, "cannot make the figures' table: %s", strerror(errno));
     goto done;
   }
+  log_count_reopen_failures(s->log, &sp->t->log_reopen_failures);
   if (stats_web_start(&s->web, s->cfg.stats, sp->loop, sp->t, err, errlen) < 0) goto done;
+  if (listen_write_pid(s, err, errlen) < 0) goto done;
   start_signals(sp);
   fill(sp);
   ev_run(sp->loop, 0);
@@ -488,6 +490,7 @@ done:
     ev_loop_destroy(sp->loop);
   }
   listen_close(s);
+  log_count_reopen_failures(s->log, NULL);
   stats_table_free(sp->t);
   if (sp->stats_fd >= 0) close(sp->stats_fd);
   log_stop(s->log);

@@ -216,4 +216,83 @@ describe("logs", function()
     assert.equal(0, srv.stop())
     assert.truthy((H.read_file(errlog) or ""):find("worker 0: served", 1, true))
   end)
+
+  it("the text access log escapes the method and URI as the JSON one does: no forged line, no raw control byte", function()
+    local dir = H.tmpdir()
+    local access = dir .. "/access.log"
+    local srv = H.start("ops_app.lua", { dir = dir, options = { ["access-log"] = access } })
+    local forged = "/x\n2026-01-01T00:00:00.000Z w0 #99 GET /fake 200 0 0.00"
+    H.request(srv.addr, "GET", forged)
+    H.request(srv.addr, "G\27[2J\\T", "/y\27[31m z\\")
+    H.wait_for(function() return H.count(H.read_file(access) or "", "\n") >= 2 end, 5, "two access log lines")
+    local text = H.read_file(access)
+    assert.is_nil(text:find("[\0-\9\11-\31\127-\255]"), text) -- no control byte but the newlines
+    local lines = parse_access(text)
+    assert.equal(2, #lines, text)
+    assert.equal("/x\\u000a2026-01-01T00:00:00.000Z\\u0020w0\\u0020#99\\u0020GET\\u0020/fake\\u0020200\\u00200\\u00200.00", lines[1].uri)
+    assert.equal("G\\u001b[2J\\\\T", lines[2].method)
+    assert.equal("/y\\u001b[31m\\u0020z\\\\", lines[2].uri)
+    assert.equal(0, srv.stop())
+  end)
+
+  it("a log path that is a symbolic link is refused at the start and at a reopen, its target untouched", function()
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/target", "keep\n")
+    os.execute("ln -s target " .. H.quote(dir .. "/link.log"))
+    local app = H.quote(H.apps .. "/ops_app.lua") .. " --socket " .. H.quote(dir .. "/s.sock")
+    for _, o in ipairs({ { "--log-file", "the log file" }, { "--access-log", "the access log" } }) do
+      local rc, _, err = H.run(app .. " " .. o[1] .. " " .. H.quote(dir .. "/link.log"))
+      assert.equal(1, rc)
+      assert.truthy(err:find("cannot open " .. o[2] .. " " .. dir .. "/link.log: it is a symbolic link", 1, true), err)
+    end
+    assert.equal("keep\n", H.read_file(dir .. "/target"))
+    -- moved away and replaced by a link before SIGUSR1: the old file is kept and the reopen refused
+    local access, errlog = dir .. "/access.log", dir .. "/error.log"
+    local srv = H.start_quiet("ops_app.lua", { dir = dir, options = { ["access-log"] = access, ["log-file"] = errlog } },
+      function() return (H.read_file(errlog) or ""):find("listening on", 1, true) end)
+    assert(os.rename(access, access .. ".1"))
+    os.execute("ln -s target " .. H.quote(access))
+    srv.kill("USR1")
+    H.wait_for(function() return (H.read_file(errlog) or ""):find("cannot reopen the access log", 1, true) end, 5,
+      "the reopen failure in the error log")
+    assert.truthy(H.read_file(errlog):find("cannot reopen the access log " .. access .. ": it is a symbolic link", 1, true))
+    assert.equal(200, (H.scgi_get(dir .. "/scgi.sock", "/ok")))
+    H.wait_for(function() return #H.lines(H.read_file(access .. ".1") or "") == 1 end, 5, "the line in the old access log")
+    assert.equal("keep\n", H.read_file(dir .. "/target"))
+    assert.equal(0, srv.stop())
+  end)
+
+  describe("as root with --user", function()
+    if H.uid() ~= "0" then
+      pending("these run as root only (CI runs the specs as root)")
+      return
+    end
+
+    it("a reopen the dropped user may not make is logged (old file and stderr) and counted", function()
+      local dir = H.tmpdir() -- root's, mode 755: nobody cannot create files in it
+      local access, errlog, stats = dir .. "/access.log", dir .. "/error.log", dir .. "/stats.sock"
+      local srv = H.start_quiet("ops_app.lua", { dir = dir, options = { user = "nobody", stats = stats,
+        ["access-log"] = access, ["log-file"] = errlog } },
+        function() return (H.read_file(errlog) or ""):find("listening on", 1, true) end)
+      assert.equal(200, (H.scgi_get(dir .. "/scgi.sock", "/ok")))
+      H.wait_for(function() return #H.lines(H.read_file(access) or "") == 1 end, 5, "the first access line")
+      assert(os.rename(access, access .. ".1"))
+      assert(os.rename(errlog, errlog .. ".1"))
+      srv.kill("USR1")
+      local want = "cannot reopen the access log " .. access .. ": Permission denied"
+      H.wait_for(function() return (H.read_file(errlog .. ".1") or ""):find(want, 1, true) end, 5,
+        "the failure in the old error log")
+      assert.truthy(srv.output():find(want, 1, true), srv.output())
+      assert.truthy(srv.output():find("uid 65534", 1, true), srv.output())
+      local figures = H.wait_for(function()
+        local _, _, body = H.get_stats(stats)
+        local j = H.json_decode(body)
+        return j.log_reopen_failures >= 2 and j
+      end, 5, "the failures in the figures")
+      assert.equal(2, figures.log_reopen_failures) -- the serving process's error and access logs
+      local _, _, metrics = H.get_stats(stats, "/metrics")
+      assert.truthy(metrics:find("\nscgi_log_reopen_failures_total 2\n", 1, true), metrics)
+      assert.equal(0, srv.stop())
+    end)
+  end)
 end)
