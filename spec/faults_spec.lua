@@ -488,9 +488,8 @@ describe("errors in __gc metamethods", function()
     assert.is_true(m2 <= m1 + 16384, ("Lua memory went from %d to %d bytes"):format(m1, m2))
     assert.is_true(srv.alive())
     H.hello_ok(srv.addr)
-    -- no request failed because of a finalizer. Lua turns these errors into warnings, and
-    -- scgi-lua's states have no warning function (lua_newstate, not luaL_newstate): the
-    -- errors are dropped silently, as a stock lua5.4 does with warnings off.
+    -- no request failed because of a finalizer. Lua turns these errors into warnings, which
+    -- the worker states' warning function logs ("Lua warning: error in __gc ...").
     local log = H.log_since(srv, mark)
     assert.is_nil(log:find("handler error", 1, true), log)
     fds_back(srv, fds0)

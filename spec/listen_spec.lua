@@ -122,20 +122,20 @@ describe("--socket address forms", function()
     assert.equal(0, srv.stop())
   end)
 
-  it("refuses fd:N when N is not a listening socket (exit 1)", function()
+  it("refuses fd:N when N is not a listening socket (exit 1), or not a number (a bad value: exit 2)", function()
     local rc, out = start_fails({ socket = "fd:0" }) -- stdin is /dev/null
     assert.equal(1, rc)
     assert.truthy(out:find("fd:0 is not a socket", 1, true))
     rc, out = start_fails({ socket = "fd:x1" })
-    assert.equal(1, rc)
-    assert.truthy(out:find("fd:x1 is not a descriptor number", 1, true))
+    assert.equal(2, rc)
+    assert.truthy(out:find("invalid value for --socket: 'fd:x1' (fd: takes a descriptor number)", 1, true), out)
   end)
 
-  it("refuses an address it cannot parse (exit 1)", function()
+  it("refuses an address it cannot parse (a bad value: exit 2)", function()
     for _, a in ipairs({ "nonsense", "[::1]", "127.0.0.1:", "a:b:c" }) do
       local rc, out = start_fails({ socket = a })
-      assert.equal(1, rc)
-      assert.truthy(out:find("cannot parse address '" .. a .. "'", 1, true), out)
+      assert.equal(2, rc)
+      assert.truthy(out:find("invalid value for --socket: '" .. a .. "'", 1, true), out)
     end
   end)
 
@@ -148,11 +148,11 @@ describe("--socket address forms", function()
     assert.truthy(out:find("address in use", 1, true), out)
   end)
 
-  it("exits 1 on a unix socket path that is too long", function()
+  it("exits 2 on a unix socket path that is too long (a bad value)", function()
     local path = H.tmpdir() .. "/" .. ("l"):rep(120) .. ".sock"
     local rc, out = start_fails({ socket = path })
-    assert.equal(1, rc)
-    assert.truthy(out:find("socket path is too long", 1, true), out)
+    assert.equal(2, rc)
+    assert.truthy(out:find("a unix socket path is at most 107 bytes", 1, true), out)
     assert.is_false(H.exists(path))
   end)
 end)
