@@ -86,6 +86,62 @@ describe("state recycling", function()
   end)
 end)
 
+-- Issue 18, item 14: a recycled state runs the code of the last load or reload.
+describe("state recycling runs the code that was loaded", function()
+  after_each(H.cleanup)
+
+  local function write_version(dir, v)
+    H.write_file(dir .. "/app.lua", ([[
+local mod = require "recycled_mod"
+local data = dofile(%q)
+local extra = loadfile(%q)()
+return function(_, client)
+  client:write("Status: 200 OK\r\n\r\n", %q, "+", mod.version, "+", data, "+", extra)
+end
+]]):format(dir .. "/data.lua", dir .. "/extra.lua", "a" .. v))
+    H.write_file(dir .. "/recycled_mod.lua", ('return { version = "m%s" }\n'):format(v))
+    H.write_file(dir .. "/data.lua", ('return "d%s"\n'):format(v))
+    H.write_file(dir .. "/extra.lua", ('return "e%s"\n'):format(v))
+  end
+
+  local function answers(srv, n, want)
+    for i = 1, n do
+      local status, body = H.scgi_get(srv.addr, "/")
+      assert.equal(200, status)
+      assert.equal(want, body, "answer " .. i)
+    end
+  end
+
+  it("--max-requests: files edited or broken on disk are not served until SIGHUP", function()
+    local dir = H.tmpdir()
+    write_version(dir, "1")
+    local srv = H.start(dir .. "/app.lua", { dir = dir, workers = 1, options = { ["max-requests"] = "10" } })
+    answers(srv, 5, "a1+m1+d1+e1")
+    local mark = #srv.output()
+    write_version(dir, "2")
+    answers(srv, 40, "a1+m1+d1+e1")
+    assert.is_true(H.count(H.log_since(srv, mark), "worker 0: a fresh Lua state (") >= 3)
+    -- broken files on disk: recycling goes on with the code it had
+    for _, f in ipairs({ "app.lua", "recycled_mod.lua", "data.lua", "extra.lua" }) do
+      H.write_file(dir .. "/" .. f, "return function(\n")
+    end
+    mark = #srv.output()
+    answers(srv, 50, "a1+m1+d1+e1")
+    local out = H.log_since(srv, mark)
+    assert.is_true(H.count(out, "worker 0: a fresh Lua state (") >= 3, out)
+    assert.is_nil(out:find("cannot build a fresh Lua state", 1, true), out)
+    -- SIGHUP brings the new code, and recycling keeps it from then on
+    write_version(dir, "3")
+    srv.kill("HUP")
+    H.wait_log(srv, mark, "worker 0: reloaded", 5)
+    write_version(dir, "4")
+    mark = #srv.output()
+    answers(srv, 40, "a3+m3+d3+e3")
+    assert.is_true(H.count(H.log_since(srv, mark), "worker 0: a fresh Lua state (") >= 2)
+    assert.equal(0, srv.stop())
+  end)
+end)
+
 describe("--check", function()
   after_each(H.cleanup)
 
