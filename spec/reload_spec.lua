@@ -297,7 +297,7 @@ describe("loading under --load-timeout", function()
     srv.kill("HUP")
     srv.kill("HUP")
     H.wait_for(function() return quick_get(srv.addr) == "v2\n" end, 5, "the last file to serve")
-    assert.truthy(H.log_since(srv, mark):find("the reload follows the load under way", 1, true))
+    H.wait_log(srv, mark, "the reload follows the load under way", 5)
     assert.equal(0, srv.stop())
   end)
 
