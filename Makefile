@@ -35,7 +35,7 @@ ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 LDSAN = -fsanitize=$(SANITIZE)
 endif
 
-CORE = scgi_parse config addr log stats statsweb listen super priv shdict conn refuse accept sock tls pool resolver app task request guard spawn upkeep lclient lsocket ltls lshared lcoro ltask worker server lscgi
+CORE = scgi_parse config addr log stats statsweb listen super priv shdict conn refuse accept sock tls pool resolver app load task request guard spawn upkeep lclient lsocket ltls lshared lcoro ltask worker server lscgi
 CORE_OBJ = $(CORE:%=$(O)/%.o)
 PROGRAM = $(O)/scgi-lua
 MODULE = $(O)/scgi/core.so

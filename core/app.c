@@ -2,8 +2,10 @@
    app file, reference counts, and the pools of coroutines and header strings a state keeps. */
 #include "app.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,29 +115,224 @@ static void set_paths(lua_State *L, const struct app_env *env, const char *app) 
   lua_pop(L, 1);
 }
 
-/* package.searchers[2] wrapped: the Lua file of every module require loads is reported (for
-   --reload-on-change), whenever it is loaded. Upvalues: the searcher, the app. */
-static int watched_searcher(lua_State *L) {
-  struct app_env *env = lua_touserdata(L, lua_upvalueindex(2));
-  lua_settop(L, 1);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, 1, 2);
-  if (lua_isfunction(L, 1) && lua_type(L, 2) == LUA_TSTRING)
-    env->on_file(lua_tostring(L, 2), env->ud);
+/* ---- the sources an app loaded ---- */
+
+struct app_file {
+  char *name; /* the module's name (require), or NULL for a file loaded by path */
+  char *path, *bytes;
+  size_t len;
+};
+
+struct app_code {
+  atomic_uint refs;
+  int n, cap;
+  struct app_file *f;
+};
+
+void app_code_ref(struct app_code *c) {
+  if (c) atomic_fetch_add(&c->refs, 1);
+}
+
+void app_code_unref(struct app_code *c) {
+  if (c == NULL || atomic_fetch_sub(&c->refs, 1) > 1) return;
+  for (int i = 0; i < c->n; i++) {
+    free(c->f[i].name);
+    free(c->f[i].path);
+    free(c->f[i].bytes);
+  }
+  free(c->f);
+  free(c);
+}
+
+/* The kept file of module name (or, name NULL, of path), or NULL. */
+static const struct app_file *code_find(const struct app_code *c, const char *name,
+                                        const char *path) {
+  for (int i = 0; c && i < c->n; i++) {
+    const struct app_file *f = &c->f[i];
+    if (name ? f->name && strcmp(f->name, name) == 0 : !f->name && strcmp(f->path, path) == 0)
+      return f;
+  }
+  return NULL;
+}
+
+/* Keeps bytes (taken over: freed here if they cannot be kept) as the source of name or path. */
+static void code_add(struct app_code *c, const char *name, const char *path, char *bytes,
+                     size_t len) {
+  if (code_find(c, name, path) == NULL && c->n == c->cap) {
+    int cap = c->cap ? c->cap * 2 : 8;
+    struct app_file *f = realloc(c->f, (size_t)cap * sizeof *f);
+    if (f) {
+      c->f = f;
+      c->cap = cap;
+    }
+  }
+  if (code_find(c, name, path) || c->n == c->cap) {
+    free(bytes);
+    return;
+  }
+  struct app_file *f = &c->f[c->n];
+  f->name = name ? strdup(name) : NULL;
+  f->path = strdup(path);
+  f->bytes = bytes;
+  f->len = len;
+  if (f->path == NULL || (name && f->name == NULL)) {
+    free(f->name);
+    free(f->path);
+    free(bytes);
+    return;
+  }
+  c->n++;
+}
+
+/* Reads the whole file; NULL with errno set. */
+static char *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  size_t n = 0, cap = 0;
+  if (f == NULL) return NULL;
+  for (;;) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16384;
+      char *b = realloc(buf, cap);
+      if (b == NULL) goto fail;
+      buf = b;
+    }
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (got == 0) break;
+  }
+  if (ferror(f)) goto fail;
+  fclose(f);
+  *len = n;
+  return buf;
+fail:
+  free(buf);
+  fclose(f);
+  errno = errno ? errno : EIO;
+  return NULL;
+}
+
+/* Loads a file's bytes as luaL_loadfilex does: a UTF-8 mark and a first line starting with '#'
+   are skipped (its newline kept, so line numbers stay), text or binary as mode allows. */
+static int load_bytes(lua_State *L, const char *b, size_t n, const char *path, const char *mode) {
+  if (n >= 3 && memcmp(b, "\xEF\xBB\xBF", 3) == 0) b += 3, n -= 3;
+  if (n > 0 && b[0] == '#')
+    while (n > 0 && b[0] != '\n')
+      b++, n--;
+  lua_pushfstring(L, "@%s", path);
+  int rc = luaL_loadbufferx(L, b, n, lua_tostring(L, -1), mode);
+  lua_remove(L, -2);
+  return rc;
+}
+
+/* Loads the Lua file of module name (NULL: a file by path) from what the app kept, or from disk
+   (kept while the app's file runs); pushes the chunk, or the error message. */
+static int load_source(lua_State *L, struct app *a, const char *name, const char *path,
+                       const char *mode) {
+  const struct app_file *f = code_find(a->code, name, path);
+  if (f) return load_bytes(L, f->bytes, f->len, f->path, mode);
+  size_t len;
+  char *bytes = read_all(path, &len);
+  if (bytes == NULL) {
+    lua_pushfstring(L, "cannot open %s: %s", path, strerror(errno));
+    return LUA_ERRFILE;
+  }
+  int rc = load_bytes(L, bytes, len, path, mode);
+  if (rc == LUA_OK && a->recording)
+    code_add(a->code, name, path, bytes, len);
+  else
+    free(bytes);
+  return rc;
+}
+
+/* package.searchers[2] (Lua modules), loading from what the app kept when it has the module;
+   reports the file (for --reload-on-change). Upvalue: the app. */
+static int code_searcher(lua_State *L) {
+  struct app *a = lua_touserdata(L, lua_upvalueindex(1));
+  const struct app_env *env = (const struct app_env *)(a + 1);
+  const char *name = luaL_checkstring(L, 1);
+  const struct app_file *f = code_find(a->code, name, NULL);
+  if (f) {
+    lua_pushstring(L, f->path);
+  } else {
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushvalue(L, 1);
+    lua_getfield(L, -3, "path");
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2)) return 1; /* the places it looked in */
+    lua_pop(L, 1);
+  }
+  const char *path = lua_tostring(L, -1);
+  if (load_source(L, a, name, path, NULL) != LUA_OK)
+    return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, path,
+                      lua_tostring(L, -1));
+  if (env->on_file) env->on_file(path, env->ud);
+  lua_pushstring(L, path);
   return 2;
 }
 
-static void watch_requires(lua_State *L, struct app_env *env) {
+/* loadfile and dofile by path read what the app kept (standard input: Lua's own). Upvalues: the
+   app, Lua's function. */
+static int code_loadfile(lua_State *L) {
+  struct app *a = lua_touserdata(L, lua_upvalueindex(1));
+  const char *path = luaL_optstring(L, 1, NULL), *mode = luaL_optstring(L, 2, NULL);
+  int env = !lua_isnone(L, 3) ? 3 : 0;
+  if (path == NULL) {
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+  }
+  if (load_source(L, a, NULL, path, mode) != LUA_OK) {
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (env) {
+    lua_pushvalue(L, env);
+    if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+  }
+  return 1;
+}
+
+static int dofile_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L) - 1;
+}
+
+static int code_dofile(lua_State *L) {
+  struct app *a = lua_touserdata(L, lua_upvalueindex(1));
+  const char *path = luaL_optstring(L, 1, NULL);
+  lua_settop(L, 1);
+  if (path == NULL) {
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, 1);
+    lua_call(L, 1, LUA_MULTRET);
+    return lua_gettop(L);
+  }
+  if (load_source(L, a, NULL, path, NULL) != LUA_OK) return lua_error(L);
+  lua_callk(L, 0, LUA_MULTRET, 0, dofile_k);
+  return dofile_k(L, 0, 0);
+}
+
+static void install_code(lua_State *L, struct app *a) {
   lua_getglobal(L, "package");
-  if (lua_getfield(L, -1, "searchers") == LUA_TTABLE && lua_rawgeti(L, -1, 2) == LUA_TFUNCTION) {
-    lua_pushlightuserdata(L, env);
-    lua_pushcclosure(L, watched_searcher, 2);
+  if (lua_getfield(L, -1, "searchers") == LUA_TTABLE) {
+    lua_pushlightuserdata(L, a);
+    lua_pushcclosure(L, code_searcher, 1);
     lua_rawseti(L, -2, 2);
-  } else {
-    lua_pop(L, 1);
   }
   lua_pop(L, 2);
+  lua_pushlightuserdata(L, a);
+  lua_getglobal(L, "loadfile");
+  lua_pushcclosure(L, code_loadfile, 2);
+  lua_setglobal(L, "loadfile");
+  lua_pushlightuserdata(L, a);
+  lua_getglobal(L, "dofile");
+  lua_pushcclosure(L, code_dofile, 2);
+  lua_setglobal(L, "dofile");
 }
 
 static int run(lua_State *L, const struct app_env *env, int nargs, int nres) {
@@ -188,12 +385,22 @@ struct app *app_new(const struct app_env *env, const char *path, char *err, size
   lua_atpanic(L, panic);
   lua_setwarnf(L, warnf, a);
   luaL_openlibs(L);
-  if (env->on_file) watch_requires(L, (struct app_env *)(a + 1));
+  a->code = env->code;
+  app_code_ref(a->code);
+  if (a->code == NULL && (a->code = calloc(1, sizeof *a->code)) != NULL) {
+    atomic_init(&a->code->refs, 1);
+    a->recording = 1;
+  }
+  if (a->code == NULL) {
+    snprintf(err, errlen, "cannot create a Lua state: out of memory");
+    goto fail;
+  }
+  install_code(L, a);
   if (env->prepare) env->prepare(L, env->ud);
   set_paths(L, env, path);
   if (env->loading) env->loading(a, env->ud);
   int base = lua_gettop(L);
-  if (luaL_loadfile(L, path) != LUA_OK || run(L, env, 0, LUA_MULTRET) != LUA_OK) {
+  if (load_source(L, a, NULL, path, NULL) != LUA_OK || run(L, env, 0, LUA_MULTRET) != LUA_OK) {
     snprintf(err, errlen, "cannot load %s: %s", path,
              lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)");
     goto fail;
@@ -213,6 +420,7 @@ struct app *app_new(const struct app_env *env, const char *path, char *err, size
   lua_settop(L, base + 1);
   a->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, base);
+  a->recording = 0;
   if (env->loading) env->loading(NULL, env->ud);
   if (env->generational)
     lua_gc(L, LUA_GCGEN, 0, 0);
@@ -222,6 +430,7 @@ struct app *app_new(const struct app_env *env, const char *path, char *err, size
 fail:
   if (env->failed) env->failed(a, env->ud);
   lua_close(L);
+  app_code_unref(a->code);
   free(a);
   return NULL;
 }
@@ -248,7 +457,18 @@ void app_unref(struct app *a) {
       if (a->values[i].ref > 0) luaL_unref(a->L, LUA_REGISTRYINDEX, a->values[i].ref);
     }
   }
+  app_code_unref(a->code);
   free(a);
+}
+
+void app_adopt(struct app *a, struct app_mem *mem) {
+  void *ud;
+  lua_Alloc f = lua_getallocf(a->L, &ud);
+  struct app_mem *from = ud;
+  if (f != lalloc || from == mem) return;
+  mem->used += from->used;
+  from->used = 0;
+  lua_setallocf(a->L, lalloc, mem);
 }
 
 lua_State *app_thread(struct app *a, int *ref) {

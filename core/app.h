@@ -18,6 +18,9 @@ struct app_mem {
 };
 
 struct app;
+/* The source bytes of every Lua file an app loaded at load time (the app file, modules through
+   require, loadfile and dofile): a recycled state runs them, not what is on disk now. */
+struct app_code;
 
 /* How to build a state: where from, and the caller's steps around loading the app file. */
 struct app_env {
@@ -32,6 +35,7 @@ struct app_env {
   void (*on_file)(const char *path, void *ud); /* a Lua module file was loaded by require */
   void (*loading)(struct app *a, void *ud);    /* a (before its file runs), then NULL after */
   void (*failed)(struct app *a, void *ud);     /* a failed to load: about to be closed */
+  struct app_code *code; /* load these sources (a recycle), or NULL: read the files, keep them */
   void *ud;
 };
 
@@ -51,7 +55,9 @@ struct app {
   lua_State *idle[APP_CO_POOL]; /* coroutines that returned normally, ready for reuse */
   int idle_ref[APP_CO_POOL];
   struct str_slot names[APP_NAME_SLOTS], values[APP_NAME_SLOTS];
-  char warn_buf[512]; /* a Lua warning being assembled */
+  char warn_buf[512];    /* a Lua warning being assembled */
+  struct app_code *code; /* the sources it loaded at load time (shared with its recycles) */
+  int recording;         /* its file runs: the Lua files it loads are kept in code */
 };
 
 /* Builds a state, loads the app file in it and keeps the handler it returns; NULL with a
@@ -61,6 +67,10 @@ struct app *app_new(const struct app_env *env, const char *path, char *err, size
 struct app *app_wrap(const struct app_env *env, lua_State *L, int handler_ref);
 void app_ref(struct app *a);
 void app_unref(struct app *a);
+/* A state built on another thread joins a worker: from now on its allocator counts in mem. */
+void app_adopt(struct app *a, struct app_mem *mem);
+void app_code_ref(struct app_code *c);
+void app_code_unref(struct app_code *c);
 
 /* Pushes the message of the error value at idx as a string, calling its __tostring protected. */
 void app_push_error_message(lua_State *L, int idx);

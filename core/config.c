@@ -92,6 +92,9 @@ static const struct option_def options[] = {
      "how long in-flight requests may run after SIGTERM"},
     {"reload-on-change", K_FLAG, F(reload_on_change), 0, 1, NULL, NULL, NULL,
      "reload when the app file or a Lua module it loaded changes"},
+    {"load-timeout", K_SECONDS, F(load_timeout), 0.001, 1e6, NULL, "SECONDS", "10",
+     "time the app file may take to load (at start, reload, upgrade, recycle); past it the load "
+     "fails and the running app serves on"},
     {"max-requests", K_INT, F(max_requests), 0, 2000000000, NULL, "N", "0 (never)",
      "build a worker a fresh Lua state after about N requests (10% jitter)"},
     {"max-lua-memory", K_NUMBER, F(max_lua_memory), 0, 1e9, NULL, "MB", "0 (never)",
@@ -133,6 +136,7 @@ void config_init(struct scgi_config *cfg) {
   cfg->grace = 30;
   cfg->request_timeout = 60;
   cfg->cpu_limit = 10;
+  cfg->load_timeout = 10;
   cfg->max_timers = 1024;
   cfg->timer_timeout = 60;
   cfg->log_level = 2;

@@ -36,6 +36,7 @@ struct scgi_config {
   double timer_timeout;   /* budget of one timer's run; 0: none */
   const char *ca_file;    /* trusted certificates for TLS (PEM); NULL: the system's */
   double grace;           /* seconds in-flight requests get after SIGTERM */
+  double load_timeout;    /* seconds the app file may take to load (start, reload, recycle) */
   int reload_on_change;   /* reload when the app file or a Lua module it loaded changes */
   int max_requests;       /* recycle a worker's state after about this many requests; 0: never */
   double max_lua_memory;  /* recycle a worker's state over this many MiB after a GC; 0: never */

@@ -158,6 +158,25 @@ int luaopen_scgi_core(lua_State *L) {
   return 1;
 }
 
+/* os.exit in a worker state: it would end the serving process and every request in flight with
+   it, so it raises instead: while the app file loads (the start or reload fails, saying so), or
+   in the request or timer that called it (500). */
+static int l_exit(lua_State *L) {
+  char code[32] = "";
+  if (lua_isboolean(L, 1))
+    snprintf(code, sizeof code, "%s", lua_toboolean(L, 1) ? "true" : "false");
+  else if (lua_type(L, 1) == LUA_TNUMBER)
+    snprintf(code, sizeof code, "%s", lua_tostring(L, 1));
+  else if (!lua_isnoneornil(L, 1))
+    snprintf(code, sizeof code, "%s", luaL_typename(L, 1));
+  struct rt *rt = rt_self();
+  if (rt && rt->loader) return luaL_error(L, "the app called os.exit(%s) while loading", code);
+  return luaL_error(L,
+                    "os.exit(%s) is refused in a worker: it would end the serving process and "
+                    "every request in flight (raise an error or answer a status instead)",
+                    code);
+}
+
 /* Before a worker state loads the app: scgi.core loaded (so every client has its metatable), and
    the coroutine library that lets user coroutines wait. */
 static void prepare(lua_State *L) {
@@ -167,6 +186,10 @@ static void prepare(lua_State *L) {
   luaL_requiref(L, "scgi.core", luaopen_scgi_core, 0);
   lua_pop(L, 1);
   lcoro_install(L);
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, l_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
 }
 
 const struct rt_bindings scgi_bindings = {prepare, lclient_push_args};

@@ -3,6 +3,7 @@
 #include <lauxlib.h>
 
 #include "lbind.h"
+#include "load.h"
 #include "request.h"
 #include "spawn.h"
 #include "task.h"
@@ -72,6 +73,8 @@ static int add_timer(lua_State *L, double interval, const char *name) {
   if (interval >= 0) luaL_argcheck(L, delay > 0, 1, "the interval must be positive");
   luaL_checktype(L, 2, LUA_TFUNCTION);
   struct rt *rt = rt_self();
+  if (rt && rt->loader) /* the app file loads on a thread of its own: set once it serves */
+    return load_defer_timer(L, (double)delay, interval >= 0 ? (double)delay : 0);
   struct app *app = rt && rt->current ? rt->current->req->app : rt ? rt->loading : NULL;
   if (app == NULL)
     return luaL_error(L,

@@ -27,6 +27,7 @@ struct worker_stats {
   _Atomic uint64_t cpu_stops, memory_stops, timeout_stops, refused, bad_heads;
   _Atomic uint64_t tasks, timers, pooled_sockets, reloads, reload_failures, recycles;
   _Atomic uint64_t pool_reused, pool_new; /* outbound connects: from the pool, and not */
+  _Atomic uint64_t load_timeouts;         /* loads of the app stopped by --load-timeout */
 };
 
 /* A serving process, as the supervisor sees it (pid 0: a free slot). */

@@ -94,11 +94,11 @@ static void put_figures(struct buf *b, struct worker_stats *st) {
       "\"cpu_stops\":%llu,\"memory_stops\":%llu,\"timeout_stops\":%llu,\"refused\":%llu,"
       "\"bad_heads\":%llu,\"tasks\":%llu,\"timers\":%llu,\"pooled_sockets\":%llu,"
       "\"reloads\":%llu,\"reload_failures\":%llu,\"recycles\":%llu,\"pool_reused\":%llu,"
-      "\"pool_new\":%llu,\"latency_ms\":{",
+      "\"pool_new\":%llu,\"load_timeouts\":%llu,\"latency_ms\":{",
       LOAD(st->cpu_stops), LOAD(st->memory_stops), LOAD(st->timeout_stops), LOAD(st->refused),
       LOAD(st->bad_heads), LOAD(st->tasks), LOAD(st->timers), LOAD(st->pooled_sockets),
       LOAD(st->reloads), LOAD(st->reload_failures), LOAD(st->recycles), LOAD(st->pool_reused),
-      LOAD(st->pool_new));
+      LOAD(st->pool_new), LOAD(st->load_timeouts));
   for (int i = 0; i < STAT_BUCKETS; i++) {
     if (i < STAT_BUCKETS - 1)
       put(b, "\"%g\":%llu,", stat_bucket_ms[i], LOAD(st->latency[i]));
@@ -325,6 +325,9 @@ static void render_prometheus(struct stats_web *sw, struct buf *b) {
   each_worker(b, t, prom_reloads, NULL);
   per_worker(b, t, "recycles_total", "counter",
              "Fresh Lua states built by --max-requests and --max-lua-memory.", F(recycles));
+  per_worker(b, t, "load_timeouts_total", "counter",
+             "Loads of the app (start, reload, recycle) stopped by --load-timeout.",
+             F(load_timeouts));
 }
 
 /* ---- serving ---- */

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "load.h"
 #include "log.h"
 #include "request.h"
 #include "rt.h"
@@ -21,8 +22,11 @@
 static __thread struct rt *tls_rt;
 
 struct rt *rt_self(void) {
-  return tls_rt;
+  struct rt *rt = tls_rt;
+  return rt && rt->loader && !load_live(rt->loader) ? NULL : rt;
 }
+
+void rt_set_self(struct rt *rt) { tls_rt = rt; }
 
 static struct task **extra(lua_State *co) { return (struct task **)lua_getextraspace(co); }
 
@@ -254,30 +258,6 @@ static void on_file(const char *path, void *ud) { server_watch(((struct rt *)ud)
 
 static void prepare(lua_State *L, void *ud) { ((struct rt *)ud)->w->srv->bindings->prepare(L); }
 
-static void loading(struct app *a, void *ud) { ((struct rt *)ud)->loading = a; }
-
-/* An app that failed to load: the timers its file set go with it. */
-static void failed(struct app *a, void *ud) {
-  struct rt *rt = ud;
-  rt->loading = NULL;
-  timers_drop(rt, a);
-}
-
-/* Runs a function of the state (the app file, at load time) under the guard. */
-static int run_guarded(lua_State *L, int nargs, int nres, void *ud) {
-  struct rt *rt = ud;
-  double limit = rt->w->srv->cfg.cpu_limit;
-  int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, app_msghandler);
-  lua_insert(L, base);
-  rt->running = L;
-  guard_begin(rt, limit > 0 && limit < 30 ? 30 : limit, 0);
-  int rc = lua_pcall(L, nargs, nres, base);
-  guard_end(rt);
-  lua_remove(L, base);
-  return rc;
-}
-
 int rt_open(struct worker *w, char *err, size_t errlen) {
   struct server *s = w->srv;
   struct rt *rt = calloc(1, sizeof *rt);
@@ -296,10 +276,7 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
                              .wsapi = s->cfg.wsapi,
                              .generational = s->cfg.gc == GC_GENERATIONAL,
                              .prepare = prepare,
-                             .run = run_guarded,
                              .on_file = s->cfg.reload_on_change ? on_file : NULL,
-                             .loading = loading,
-                             .failed = failed,
                              .ud = rt};
   w->rt = rt;
   tls_rt = rt;
@@ -308,8 +285,9 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
     *extra(s->fn_L) = NULL;
     rt->app = app_wrap(&rt->env, s->fn_L, s->fn_ref);
     if (rt->app == NULL) snprintf(err, errlen, "worker %d: out of memory", w->id);
-  } else {
-    rt->app = app_new(&rt->env, s->cfg.app, err, errlen);
+  } else { /* on a thread of its own, as a reload, under --load-timeout */
+    struct load *l = load_start(rt, LOAD_START, NULL, "start", err, errlen);
+    rt->app = l ? load_wait(l, err, errlen) : NULL;
   }
   if (rt->app == NULL) {
     w->rt = NULL;
@@ -319,22 +297,36 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
   }
   stat_set(&w->st->lua_memory, rt->mem.used);
   upkeep_start(rt);
+  if (!s->fn_L) load_adopt_timers(rt, rt->app);
   return 0;
 }
 
-/* Builds a new state from the app file for new requests; the old one closes when its last
-   request ends, and its pending timers run at once, premature. NULL if it fails to load. */
-struct app *rt_swap_app(struct worker *w, char *err, size_t errlen) {
+/* Starts building a new state for new requests, on a thread of its own: a reload reads the
+   files, a recycle runs the sources the running app loaded. The worker serves on meanwhile; a
+   reload asked while a load runs follows it. 0, or -1 with the reason in err. */
+int rt_load_new(struct worker *w, int recycle, const char *why, char *err, size_t errlen) {
   struct rt *rt = w->rt;
-  struct app *a = app_new(&rt->env, w->srv->cfg.app, err, errlen);
-  if (a == NULL) return NULL;
-  struct app *old = rt->app;
-  rt->app = a;
-  rt->served = 0;
-  upkeep_new_app(rt);
-  timers_premature(rt, old);
-  app_unref(old);
-  return a;
+  if (rt->load) {
+    rt->load_again |= !recycle;
+    return 0;
+  }
+  if (load_stuck(rt)) {
+    snprintf(err, errlen, "an earlier load is still stuck in a C call (one per worker at a time)");
+    return -1;
+  }
+  rt->load = load_start(rt, recycle ? LOAD_RECYCLE : LOAD_RELOAD, recycle ? rt->app->code : NULL,
+                        why, err, errlen);
+  return rt->load ? 0 : -1;
+}
+
+static void reloaded(struct worker *w, int ok, const char *err) {
+  stat_add(ok ? &w->st->reloads : &w->st->reload_failures, 1);
+  stat_set(&w->srv->stats->last_reload_ms, stats_wall_ms());
+  stat_set(&w->srv->stats->last_reload_ok, (uint64_t)ok);
+  if (ok)
+    slog("worker %d: reloaded %s", w->id, w->srv->cfg.app);
+  else
+    slog_at(LOG_ERROR, "worker %d: reload failed, the running app goes on serving: %s", w->id, err);
 }
 
 void rt_reload(struct worker *w) {
@@ -343,14 +335,39 @@ void rt_reload(struct worker *w) {
     if (w->id == 0) slog("reload: a function handler cannot be reloaded; serving on");
     return;
   }
-  int ok = rt_swap_app(w, err, sizeof err) != NULL;
-  stat_add(ok ? &w->st->reloads : &w->st->reload_failures, 1);
-  stat_set(&w->srv->stats->last_reload_ms, stats_wall_ms());
-  stat_set(&w->srv->stats->last_reload_ok, (uint64_t)ok);
-  if (ok)
-    slog("worker %d: reloaded %s", w->id, w->srv->cfg.app);
+  if (w->rt->load) slog("worker %d: the reload follows the load under way", w->id);
+  if (rt_load_new(w, 0, "reload", err, sizeof err) < 0) reloaded(w, 0, err);
+}
+
+/* The new app serves new requests; the old one closes when its last request ends, and its
+   pending timers run at once, premature. */
+static void swap_in(struct rt *rt, struct app *a) {
+  struct app *old = rt->app;
+  rt->app = a;
+  upkeep_new_app(rt);
+  load_adopt_timers(rt, a);
+  timers_premature(rt, old);
+  app_unref(old);
+  stat_set(&rt->w->st->lua_memory, rt->mem.used);
+}
+
+void rt_load_done(struct rt *rt, struct app *a, const char *err, enum load_kind kind,
+                  const char *why, int timed_out) {
+  struct worker *w = rt->w;
+  if (timed_out) stat_add(&w->st->load_timeouts, 1);
+  if (atomic_load(&w->stop)) { /* stopping: the new app would serve nobody */
+    if (a) app_unref(a);
+    return;
+  }
+  if (a) swap_in(rt, a);
+  if (kind == LOAD_RELOAD)
+    reloaded(w, a != NULL, err);
   else
-    slog_at(LOG_ERROR, "worker %d: reload failed, the running app goes on serving: %s", w->id, err);
+    upkeep_recycled(rt, why, a ? NULL : err);
+  if (rt->load_again && rt->load == NULL) {
+    rt->load_again = 0;
+    rt_reload(w);
+  }
 }
 
 unsigned rt_live(const struct worker *w) { return w->rt ? w->rt->nlive + w->rt->ntimers : 0; }
@@ -368,6 +385,7 @@ unsigned long long rt_busy_since(const struct worker *w, unsigned long long now_
 void rt_close(struct worker *w) {
   struct rt *rt = w->rt;
   if (rt == NULL) return;
+  load_cancel(rt);
   rt_abandon(w);
   upkeep_stop(rt);
   app_unref(rt->app);

@@ -74,11 +74,12 @@ struct rt {
   unsigned served;             /* requests started in the current app (--max-requests) */
   unsigned recycle_at;         /* ... after how many it is built anew */
   double next_full_gc;         /* --max-lua-memory: the heap size of the next full collection */
-  struct request *free;        /* a pool of request structs */
-  unsigned nfree;
-  struct timer *timers; /* pending scgi.timer and scgi.every */
-  unsigned ntimers, nspawned;
+  struct request *free;        /* a pool of request structs (nfree) */
+  struct timer *timers;        /* pending scgi.timer and scgi.every */
+  unsigned nfree, ntimers, nspawned;
   struct app *loading; /* the app whose file is being loaded (timers set then belong to it) */
+  struct load *load, *stuck, *loader; /* load.c: in flight; abandoned; a loader's own (its rt) */
+  int load_again;                     /* a reload came while one loaded: one more follows */
 };
 
 #define REQUEST_POOL 64

@@ -95,10 +95,17 @@ void upkeep_new_app(struct rt *rt) {
       (unsigned)(n + (spread ? (int)(rand_r(&seed) % (unsigned)(2 * spread + 1)) - spread : 0));
 }
 
+/* Starts building the fresh state (on a thread of its own: the old one serves meanwhile) from
+   the sources the running app loaded, so recycling never deploys what is on disk now. */
 static void recycle(struct rt *rt, const char *why) {
-  struct worker *w = rt->w;
   char err[1024];
-  if (rt_swap_app(w, err, sizeof err) == NULL) {
+  if (rt->load) return; /* one is loading */
+  if (rt_load_new(rt->w, 1, why, err, sizeof err) < 0) upkeep_recycled(rt, why, err);
+}
+
+void upkeep_recycled(struct rt *rt, const char *why, const char *err) {
+  struct worker *w = rt->w;
+  if (err) {
     slog_at(LOG_ERROR, "worker %d: cannot build a fresh Lua state (%s): %s", w->id, why, err);
     upkeep_new_app(rt); /* try again after as many requests */
     return;

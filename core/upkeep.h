@@ -19,7 +19,10 @@ void upkeep_new_app(struct rt *rt);
 void upkeep_request_done(struct rt *rt);
 /* From the guard's hook, when the watchdog asked: logs the running request if it is slow. */
 void upkeep_trace_running(lua_State *L, struct rt *rt);
-/* task.c: builds a new state from the app file for new requests; NULL if it fails to load. */
-struct app *rt_swap_app(struct worker *w, char *err, size_t errlen);
+/* A recycle's load ended: the fresh state serves (err NULL), or it failed with err. */
+void upkeep_recycled(struct rt *rt, const char *why, const char *err);
+/* task.c: starts building a new state for new requests (recycle: from the sources the running
+   app loaded; else from the files); 0, or -1 with the reason in err. */
+int rt_load_new(struct worker *w, int recycle, const char *why, char *err, size_t errlen);
 
 #endif

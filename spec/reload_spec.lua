@@ -197,3 +197,174 @@ end
     assert.equal(0, srv.stop())
   end)
 end)
+
+-- Issue 18, item 4: loading runs on a thread of its own under --load-timeout; item 6 and 13:
+-- os.exit in a worker state raises.
+describe("loading under --load-timeout", function()
+  after_each(H.cleanup)
+
+  -- GET / on srv within 1 s (a worker that pauses fails it); returns the body.
+  local function quick_get(addr)
+    local head = H.encode(H.nginx_headers("GET", "/"))
+    local t0 = H.now()
+    local raw, err = H.raw(addr, head, 1)
+    local status, _, body = H.parse(raw)
+    assert.equal(200, status, "no answer within 1 s: " .. tostring(err))
+    assert.is_true(H.now() - t0 < 1)
+    return body
+  end
+
+  -- Requests every 0.05 s for `seconds`: each must be answered at once by the old app.
+  local function old_app_answers(addr, want, seconds)
+    local t_end, n = H.now() + seconds, 0
+    while H.now() < t_end do
+      assert.equal(want, quick_get(addr))
+      n = n + 1
+      H.sleep(0.05)
+    end
+    return n
+  end
+
+  local function load_timeouts(srv)
+    local status, _, body = H.get_stats(srv.dir .. "/stats.sock", "/")
+    assert.equal(200, status)
+    local n = 0 -- per worker, then the process's total
+    for v in body:gmatch('"load_timeouts":(%d+)') do n = math.max(n, tonumber(v)) end
+    return n
+  end
+
+  it("a reload whose app never returns is stopped at the limit, counted; the old app answers throughout",
+    function()
+      local dir, app = app_dir("v1")
+      local srv = H.start(app, { dir = dir, workers = 2,
+        options = { ["load-timeout"] = "1", stats = dir .. "/stats.sock" } })
+      assert.equal("v1\n", quick_get(srv.addr))
+      local mark = #srv.output()
+      H.write_file(app, "local n = 0\nwhile true do n = n + 1 end\n")
+      srv.kill("HUP")
+      assert.is_true(old_app_answers(srv.addr, "v1\n", 1.8) > 10)
+      H.wait_for(function() return H.count(H.log_since(srv, mark), "reload failed") == 2 end, 5,
+        "both workers to report the failed reload")
+      assert.equal(2, H.count(H.log_since(srv, mark), "loading took longer than --load-timeout (1.0 s)"))
+      H.wait_for(function() return load_timeouts(srv) == 2 end, 5, "the figure to count both")
+      local _, _, metrics = H.get_stats(srv.dir .. "/stats.sock", "/metrics")
+      assert.truthy(metrics:find('scgi_load_timeouts_total{process="0",worker="1"} 1', 1, true), metrics)
+      assert.equal("v1\n", quick_get(srv.addr))
+      -- a good file is taken by the next reload
+      H.write_file(app, version_app("v2"))
+      srv.kill("HUP")
+      H.wait_for(function() return H.count(H.log_since(srv, mark), ": reloaded " .. app) == 2 end, 5, "the reload")
+      for _ = 1, 4 do assert.equal("v2\n", quick_get(srv.addr)) end
+      assert.equal(0, srv.stop())
+    end)
+
+  it("a reload stuck in a C call is abandoned a second past the limit; the old app serves on", function()
+    local dir, app = app_dir("v1")
+    local srv = H.start(app, { dir = dir, workers = 1, options = { ["load-timeout"] = "0.5" } })
+    local mark = #srv.output()
+    H.write_file(app, 'os.execute("sleep 3")\nreturn function() end\n')
+    local t0 = H.now()
+    srv.kill("HUP")
+    old_app_answers(srv.addr, "v1\n", 1)
+    H.wait_log(srv, mark, "stuck in a C call", 5)
+    assert.is_true(H.now() - t0 < 2.5)
+    assert.truthy(H.log_since(srv, mark):find("worker 0: reload failed, the running app goes on serving", 1, true))
+    -- while it is stuck, a reload is refused and the old app serves on
+    H.write_file(app, version_app("v2"))
+    srv.kill("HUP")
+    H.wait_log(srv, mark, "an earlier load is still stuck in a C call", 5)
+    assert.equal("v1\n", quick_get(srv.addr))
+    -- once the call returned, the next reload loads
+    H.wait_for(function() return H.now() - t0 > 3.2 end, 5, "the C call to return")
+    srv.kill("HUP")
+    H.wait_log(srv, mark, "worker 0: reloaded", 5)
+    assert.equal("v2\n", quick_get(srv.addr))
+    assert.equal(0, srv.stop())
+  end)
+
+  it("SIGHUPs that come while a slow load runs are not lost: the last file written serves", function()
+    local dir, app = app_dir("v0")
+    local srv = H.start(app, { dir = dir, workers = 1 })
+    local mark = #srv.output()
+    local function slow_app(v)
+      return "local t = os.clock()\nwhile os.clock() - t < 0.4 do end\n" .. version_app(v)
+    end
+    H.write_file(app, slow_app("v1"))
+    srv.kill("HUP")
+    H.sleep(0.1)
+    assert.equal("v0\n", quick_get(srv.addr)) -- the load runs; the worker answers
+    H.write_file(app, slow_app("v2"))
+    srv.kill("HUP")
+    srv.kill("HUP")
+    H.wait_for(function() return quick_get(srv.addr) == "v2\n" end, 5, "the last file to serve")
+    H.wait_log(srv, mark, "the reload follows the load under way", 5)
+    assert.equal(0, srv.stop())
+  end)
+
+  it("SIGTERM while a reload loads: the load is stopped and the program exits 0 at once", function()
+    local dir, app = app_dir("v1")
+    local srv = H.start(app, { dir = dir, workers = 2 })
+    H.write_file(app, "local t = os.clock()\nwhile os.clock() - t < 8 do end\n" .. version_app("v2"))
+    srv.kill("HUP")
+    H.sleep(0.3)
+    assert.equal("v1\n", quick_get(srv.addr))
+    local t0 = H.now()
+    assert.equal(0, srv.stop())
+    assert.is_true(H.now() - t0 < 2, ("the stop took %.1f s"):format(H.now() - t0))
+    assert.is_nil(srv.output():find("reloaded", 1, true))
+  end)
+
+  it("at start and with --check, a load past the limit exits 1 with a clear message", function()
+    local dir = H.tmpdir()
+    local app = dir .. "/spin.lua"
+    H.write_file(app, "while true do end\n")
+    local t0 = H.now()
+    local rc, _, err = H.run("--check --load-timeout 0.5 " .. H.quote(app))
+    assert.equal(1, rc)
+    assert.truthy(err:find("cannot load " .. app .. ": loading took longer than --load-timeout (0.5 s)", 1, true), err)
+    rc, _, err = H.run("--load-timeout 0.5 --socket " .. H.quote(dir .. "/s.sock") .. " " .. H.quote(app))
+    assert.equal(1, rc)
+    assert.truthy(err:find("--load-timeout (0.5 s)", 1, true), err)
+    -- a load stuck in a C call is abandoned: the start fails all the same
+    H.write_file(app, 'os.execute("sleep 5")\nreturn function() end\n')
+    rc, _, err = H.run("--check --load-timeout 0.5 " .. H.quote(app))
+    assert.equal(1, rc)
+    assert.truthy(err:find("stuck in a C call", 1, true), err)
+    assert.is_true(H.now() - t0 < 8)
+  end)
+
+  it("an app that calls os.exit while loading: the start and --check exit 1 and say so", function()
+    local dir = H.tmpdir()
+    local app = dir .. "/exit.lua"
+    H.write_file(app, "os.exit(3)\n")
+    local rc, _, err = H.run("--check " .. H.quote(app))
+    assert.equal(1, rc)
+    assert.truthy(err:find("the app called os.exit(3) while loading", 1, true), err)
+    rc, _, err = H.run("--socket " .. H.quote(dir .. "/s.sock") .. " " .. H.quote(app))
+    assert.equal(1, rc)
+    assert.truthy(err:find("the app called os.exit(3) while loading", 1, true), err)
+  end)
+
+  it("os.exit in a handler raises in that request (500, logged); the others go on", function()
+    local dir = H.tmpdir()
+    local app = dir .. "/app.lua"
+    H.write_file(app, [[
+local scgi = require "scgi"
+return function(headers, client)
+  if headers.REQUEST_URI == "/exit" then os.exit(2) end
+  if headers.REQUEST_URI == "/slow" then scgi.sleep(0.5) end
+  client:write("Status: 200 OK\r\n\r\nalive\n")
+end
+]])
+    local srv = H.start(app, { dir = dir, workers = 1 })
+    local finish = H.start_request(srv.addr, "/slow")
+    H.sleep(0.1)
+    local out = H.get_500(srv, "/exit", "os.exit(2) is refused in a worker")
+    assert.truthy(out:find("it would end the serving process", 1, true), out)
+    local status, _, body = finish()
+    assert.equal(200, status)
+    assert.equal("alive\n", body)
+    assert.equal("alive\n", select(2, H.scgi_get(srv.addr, "/")))
+    assert.equal(0, srv.stop())
+  end)
+end)

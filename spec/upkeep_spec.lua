@@ -86,6 +86,69 @@ describe("state recycling", function()
   end)
 end)
 
+-- Issue 18, item 14: a recycled state runs the code of the last load or reload.
+describe("state recycling runs the code that was loaded", function()
+  after_each(H.cleanup)
+
+  local function write_version(dir, v)
+    H.write_file(dir .. "/app.lua", ([[
+local mod = require "recycled_mod"
+local data = dofile(%q)
+local extra = loadfile(%q)()
+return function(_, client)
+  client:write("Status: 200 OK\r\n\r\n", %q, "+", mod.version, "+", data, "+", extra)
+end
+]]):format(dir .. "/data.lua", dir .. "/extra.lua", "a" .. v))
+    H.write_file(dir .. "/recycled_mod.lua", ('return { version = "m%s" }\n'):format(v))
+    H.write_file(dir .. "/data.lua", ('return "d%s"\n'):format(v))
+    H.write_file(dir .. "/extra.lua", ('return "e%s"\n'):format(v))
+  end
+
+  local function answers(srv, n, want)
+    for i = 1, n do
+      local status, body = H.scgi_get(srv.addr, "/")
+      assert.equal(200, status)
+      assert.equal(want, body, "answer " .. i)
+    end
+  end
+
+  it("--max-requests: files edited or broken on disk are not served until SIGHUP", function()
+    local dir = H.tmpdir()
+    write_version(dir, "1")
+    local srv = H.start(dir .. "/app.lua", { dir = dir, workers = 1, options = { ["max-requests"] = "10" } })
+    answers(srv, 5, "a1+m1+d1+e1")
+    -- requests (each answered want) until the log since then shows n recycles; bounded
+    local function answers_across_recycles(n, want)
+      local mark = #srv.output()
+      local function recycles() return H.count(H.log_since(srv, mark), "worker 0: a fresh Lua state (") end
+      local t_end, served = H.now() + 60, 0
+      while recycles() < n do
+        assert.is_true(H.now() < t_end and served < 2000, "only " .. recycles() .. " recycles")
+        answers(srv, 1, want)
+        served = served + 1
+      end
+      answers(srv, 5, want)
+      return H.log_since(srv, mark)
+    end
+    write_version(dir, "2")
+    answers_across_recycles(3, "a1+m1+d1+e1")
+    -- broken files on disk: recycling goes on with the code it had
+    for _, f in ipairs({ "app.lua", "recycled_mod.lua", "data.lua", "extra.lua" }) do
+      H.write_file(dir .. "/" .. f, "return function(\n")
+    end
+    local out = answers_across_recycles(3, "a1+m1+d1+e1")
+    assert.is_nil(out:find("cannot build a fresh Lua state", 1, true), out)
+    -- SIGHUP brings the new code, and recycling keeps it from then on
+    local mark = #srv.output()
+    write_version(dir, "3")
+    srv.kill("HUP")
+    H.wait_log(srv, mark, "worker 0: reloaded", 5)
+    write_version(dir, "4")
+    answers_across_recycles(2, "a3+m3+d3+e3")
+    assert.equal(0, srv.stop())
+  end)
+end)
+
 describe("--check", function()
   after_each(H.cleanup)
 
