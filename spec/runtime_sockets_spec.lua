@@ -58,6 +58,22 @@ describe("LuaSocket inside requests, tasks and coroutines", function()
     assert.is_true(r.elapsed < 1, ("the task woke after %.2f s"):format(r.elapsed))
   end)
 
+  it("20,000 connects that raise (port, unix path, pool name) leave no memory behind", function()
+    local pid = H.serving_pid(srv)
+    local function rss_kib()
+      local f = assert(io.open("/proc/" .. pid .. "/status"))
+      local kib = tonumber(f:read("a"):match("VmRSS:%s*(%d+)"))
+      f:close()
+      return kib
+    end
+    H.call(srv.addr, "/raising-connects", { n = 2000 }) -- the heap's own growth first
+    local before = rss_kib()
+    local r = H.call(srv.addr, "/raising-connects", { n = 20000 })
+    local grown = rss_kib() - before
+    assert.is_true(grown < 4096, ("the serving process grew by %d KiB"):format(grown))
+    assert.equal(20000, r.raised)
+  end)
+
   it("socket.sleep parks the request: three 1 s sleeps on one worker end together", function()
     local t0 = H.now()
     local pending = {}

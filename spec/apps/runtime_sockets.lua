@@ -425,4 +425,22 @@ routes["/close-wakes"] = function(headers, client)
   answer(client, r)
 end
 
+-- ?n=: n connects that raise (a port out of range, a unix path too long, a bad pool name); how
+-- many raised.
+routes["/raising-connects"] = function(headers, client)
+  local n, raised = tonumber(C.query(headers).n), 0
+  local long = "/" .. ("x"):rep(200)
+  for i = 1, n do
+    local which = i % 3
+    local ok = pcall(function()
+      if which == 0 then return socket.tcp():connect("127.0.0.1", 70000) end
+      if which == 1 then return require("socket.unix")():connect(long) end
+      return socket.tcp():connect("127.0.0.1", 1, { pool = {} })
+    end)
+    if not ok then raised = raised + 1 end
+  end
+  collectgarbage()
+  answer(client, { raised = raised })
+end
+
 return R.handler(routes)
