@@ -70,8 +70,9 @@ describe("LuaSocket inside requests, tasks and coroutines", function()
     local before = rss_kib()
     local r = H.call(srv.addr, "/raising-connects", { n = 20000 })
     local grown = rss_kib() - before
-    assert.is_true(grown < 4096, ("the serving process grew by %d KiB"):format(grown))
     assert.equal(20000, r.raised)
+    if H.crash_signal() == 6 then return end -- ASan's quarantine keeps what was freed (LSan checks)
+    assert.is_true(grown < 4096, ("the serving process grew by %d KiB"):format(grown))
   end)
 
   it("socket.sleep parks the request: three 1 s sleeps on one worker end together", function()
