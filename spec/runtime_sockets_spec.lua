@@ -286,6 +286,15 @@ describe("the connection pool (setkeepalive) against redis-server", function()
     assert.equal(before + 1, redis.connections())
   end)
 
+  it("long pool names are compared whole: two that differ after 200 bytes are two pools", function()
+    local long = ("https:a-long-host-name.example:443:true:"):rep(6)
+    H.call(srv.addr, "/pool", { port = redis.port, pool = long .. "verify=false" })
+    local other = H.call(srv.addr, "/pool", { port = redis.port, pool = long .. "verify=true" })
+    assert.equal(0, other.reused)
+    local same = H.call(srv.addr, "/pool", { port = redis.port, pool = long .. "verify=false" })
+    assert.equal(1, same.reused)
+  end)
+
   it("tasks at once take pooled connections or open new ones, and give them all back", function()
     H.call(srv.addr, "/pool", { port = redis.port }) -- one is pooled under host:port
     local before = redis.connections()
