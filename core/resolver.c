@@ -268,11 +268,11 @@ static struct resolve_job *find(struct resolver *rs, const char *host, int famil
   return NULL;
 }
 
-/* Running lookups that someone waits for (rs->mu held). */
-static int wanted_running(const struct resolver *rs) {
+/* Threads in a lookup that nobody waits for any more (rs->mu held). */
+static int abandoned(const struct resolver *rs) {
   int n = 0;
   for (const struct resolve_job *j = rs->running; j; j = j->next)
-    n += j->asks != NULL;
+    n += j->asks == NULL;
   return n;
 }
 
@@ -298,9 +298,10 @@ int resolver_lookup(struct resolver *rs, struct resolve_ask *a, const char *host
       rs->head = j;
     rs->tail = j;
     rs->queued++;
-    /* every thread busy: one more, unless as many lookups someone waits for run already
-       (those nobody waits for do not hold the names asked now) */
-    if (rs->queued > rs->idle && wanted_running(rs) < RESOLVER_THREADS_MAX) add_thread(rs);
+    /* every thread busy: one more, unless there are as many already, not counting those in a
+       lookup nobody waits for (they do not hold the names asked now) */
+    if (rs->queued > rs->idle && rs->nthreads - abandoned(rs) < RESOLVER_THREADS_MAX)
+      add_thread(rs);
     pthread_cond_signal(&rs->cv);
   }
   a->rs = rs;
