@@ -532,6 +532,7 @@ static int tcp_tostring(lua_State *L) {
 static int l_tcp(lua_State *L) {
   static const char *const names[] = {"any", "inet", "inet6", "unix", NULL};
   static const int families[] = {AF_UNSPEC, AF_INET, AF_INET6, AF_UNIX};
+  if (!lua_isnoneornil(L, 1)) lsocket_string(L, 1, NULL);
   int f = luaL_checkoption(L, 1, "any", names);
   task_running(L, luaL_optstring(L, 2, "a cooperative socket"));
   lsocket_new(L, families[f]);
