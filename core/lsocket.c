@@ -26,11 +26,23 @@ struct lsock *lsocket_check(lua_State *L, int i) {
   return (struct lsock *)luaL_checkudata(L, i, SOCK_MT);
 }
 
-static struct lsock *check_client(lua_State *L) {
+struct lsock *lsocket_client(lua_State *L) {
   struct lsock *u = lsocket_check(L, 1);
   if (u->state == SOCK_MASTER) luaL_error(L, "attempt to use a socket that is not connected yet");
+  if (u->state == SOCK_BROKEN) {
+    lsocket_fail(L, "closed");
+    return NULL;
+  }
   if (u->state != SOCK_CLIENT) luaL_error(L, "attempt to use a closed socket");
   return u;
+}
+
+const char *lsocket_string(lua_State *L, int i, size_t *len) {
+  size_t n;
+  const char *p = luaL_checklstring(L, i, &n);
+  if (strlen(p) != n) luaL_argerror(L, i, "a NUL byte in it");
+  if (len) *len = n;
+  return p;
 }
 
 static void on_ready(struct sock *s) {
@@ -43,8 +55,7 @@ static void on_ready(struct sock *s) {
 static void cancel(void *arg) {
   struct lsock *u = arg;
   sock_unwait(&u->s);
-  if (u->job) u->job->cancelled = 1; /* the resolver's answer is dropped when it comes */
-  u->job = NULL;
+  resolver_cancel(&u->ask); /* a lookup nobody else waits for is dropped */
   u->waiter = NULL;
 }
 
@@ -66,7 +77,7 @@ int lsocket_park(lua_State *L, struct lsock *u, int events, double timeout, lua_
     sock_wait_timer(&u->s, t->req->rt->w->loop, timeout);
   }
   return task_wait_other(L, t, cancel, u,
-                         u->job                    ? "a name lookup"
+                         resolver_pending(&u->ask) ? "a name lookup"
                          : u->state == SOCK_MASTER ? "a connect"
                                                    : "an outbound socket",
                          ctx, k);
@@ -84,7 +95,7 @@ static struct worker *worker_of(lua_State *L, const char *what) {
 
 /* A new socket (state master) of family: AF_UNSPEC, AF_INET, AF_INET6 or AF_UNIX. */
 struct lsock *lsocket_new(lua_State *L, int family) {
-  struct lsock *u = (struct lsock *)lua_newuserdatauv(L, sizeof *u, 0);
+  struct lsock *u = (struct lsock *)lua_newuserdatauv(L, sizeof *u, 1);
   memset(u, 0, sizeof *u);
   sock_init(&u->s, on_ready, u);
   u->family = family;
@@ -99,8 +110,7 @@ struct lsock *lsocket_new(lua_State *L, int family) {
 static int connect_next(lua_State *L, struct lsock *u);
 
 static int connected(lua_State *L, struct lsock *u) {
-  free(u->job);
-  u->job = NULL;
+  u->ask.naddrs = 0;
   u->state = SOCK_CLIENT;
   lua_pushinteger(L, 1);
   return 1;
@@ -110,7 +120,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   struct lsock *u = lsocket_check(L, 1);
   (void)status;
   (void)ctx;
-  if (u->state == SOCK_CLOSED) return lsocket_fail(L, "closed");
+  if (u->state != SOCK_MASTER) return lsocket_fail(L, "closed");
   if (sock_connected(&u->s) == SOCK_DONE) return connected(L, u);
   u->addr_i++;
   return connect_next(L, u);
@@ -118,24 +128,21 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* Tries the next address, with an even share of what is left of the timeout. */
 static int connect_next(lua_State *L, struct lsock *u) {
-  struct resolve_job *j = u->job;
-  while (u->addr_i < j->naddrs) {
-    int rc = sock_connect(&u->s, (struct sockaddr *)&j->addrs[u->addr_i], j->lens[u->addr_i]);
+  struct resolve_ask *a = &u->ask;
+  while (u->addr_i < a->naddrs) {
+    int rc = sock_connect(&u->s, (struct sockaddr *)&a->addrs[u->addr_i], a->lens[u->addr_i]);
     if (rc == SOCK_DONE) return connected(L, u);
     if (rc == SOCK_WAIT) {
       double share = -1;
       if (u->s.timeout >= 0) {
         double left = u->deadline - clock_now();
-        share = left <= 0 ? 0 : left / (j->naddrs - u->addr_i);
+        share = left <= 0 ? 0 : left / (a->naddrs - u->addr_i);
       }
       return lsocket_park(L, u, EV_WRITE, share, 0, connect_k);
     }
     u->addr_i++;
   }
-  int err = u->s.err;
-  free(u->job);
-  u->job = NULL;
-  u->s.err = err;
+  a->naddrs = 0;
   return lsocket_fail(L, sock_error(&u->s));
 }
 
@@ -143,24 +150,20 @@ static int resolved_k(lua_State *L, int status, lua_KContext ctx) {
   struct lsock *u = lsocket_check(L, 1);
   (void)status;
   (void)ctx;
-  if (u->job == NULL) return lsocket_fail(L, "closed");
-  if (u->s.timed_out) { /* the lookup outlived the timeout: its answer is dropped when it comes */
+  if (u->state != SOCK_MASTER) return lsocket_fail(L, "closed");
+  if (u->s.timed_out) { /* the lookup outlived the timeout: it is dropped unless others wait */
     u->s.timed_out = 0;
-    u->job->cancelled = 1;
-    u->job = NULL;
+    resolver_cancel(&u->ask);
     return lsocket_fail(L, "timeout");
   }
-  if (u->job->err) {
-    const char *why = resolver_error(u->job->err);
-    free(u->job);
-    u->job = NULL;
-    return lsocket_fail(L, why);
-  }
+  if (atomic_load(&u->ask.state) != RESOLVE_DONE) return lsocket_fail(L, "closed");
+  u->ask.state = RESOLVE_IDLE;
+  if (u->ask.err) return lsocket_fail(L, resolver_error(u->ask.err));
   return connect_next(L, u);
 }
 
-static void on_resolved(struct resolve_job *j) {
-  struct lsock *u = j->owner;
+static void on_resolved(struct resolve_ask *a) {
+  struct lsock *u = a->owner;
   struct task *t = u->waiter;
   sock_unwait(&u->s); /* the timeout's timer */
   u->waiter = NULL;
@@ -171,34 +174,43 @@ static void on_resolved(struct resolve_job *j) {
    reason. A connection kept under the same key (host:port, or the pool's name) is reused. */
 static int tcp_connect(lua_State *L) {
   struct lsock *u = lsocket_check(L, 1);
-  const char *host = luaL_checkstring(L, 2);
+  size_t hlen;
+  const char *host = lsocket_string(L, 2, &hlen);
   struct worker *w = worker_of(L, "a cooperative socket");
-  if (u->state != SOCK_MASTER) return lsocket_fail(L, "already connected");
-  struct resolve_job *j = calloc(1, sizeof *j);
-  if (j == NULL) return lsocket_fail(L, "not enough memory");
-  u->job = j;
+  if (u->state != SOCK_MASTER || resolver_pending(&u->ask))
+    return lsocket_fail(L, "already connected");
+  struct resolve_ask *a = &u->ask;
+  lua_Integer port = 0;
+  if (u->family == AF_UNIX) {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (sock_unix_addr(host, &ss, &len) < 0)
+      return luaL_argerror(L, 2, "unix socket path too long");
+    lua_pushfstring(L, "unix:%s", host);
+    a->addrs[0] = ss;
+    a->lens[0] = len;
+    a->naddrs = 1;
+  } else {
+    port = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, port > 0 && port < 65536, 3, "port out of range");
+    luaL_argcheck(L, hlen < sizeof u->host, 2, "host name too long");
+    size_t n;
+    const char *name;
+    if (lua_istable(L, 4) && lua_getfield(L, 4, "pool") != LUA_TNIL) {
+      if ((name = lua_tolstring(L, -1, &n)) == NULL || strlen(name) != n)
+        return luaL_argerror(L, 4, "pool: a name without NUL bytes expected");
+    } else
+      lua_pushfstring(L, "%s:%d", host, (int)port);
+    memcpy(u->host, host, hlen + 1);
+  }
+  lua_setiuservalue(L, 1, 1); /* the pool's key */
+  lua_getiuservalue(L, 1, 1);
+  const char *key = lua_tostring(L, -1);
   u->addr_i = 0;
   u->deadline = u->s.timeout >= 0 ? clock_now() + u->s.timeout : 0;
-  if (u->family == AF_UNIX) {
-    if (sock_unix_addr(host, &j->addrs[0], &j->lens[0]) < 0)
-      return luaL_argerror(L, 2, "unix socket path too long");
-    j->naddrs = 1;
-    snprintf(u->key, sizeof u->key, "unix:%s", host);
-  } else {
-    lua_Integer port = luaL_checkinteger(L, 3);
-    luaL_argcheck(L, port > 0 && port < 65536, 3, "port out of range");
-    if (lua_istable(L, 4) && lua_getfield(L, 4, "pool") == LUA_TSTRING)
-      snprintf(u->key, sizeof u->key, "%s", lua_tostring(L, -1));
-    else
-      snprintf(u->key, sizeof u->key, "%s:%d", host, (int)port);
-    snprintf(u->host, sizeof u->host, "%s", host);
-    snprintf(j->host, sizeof j->host, "%s", host);
-    j->port = (int)port;
-    j->family = u->family;
-  }
   int fd;
   void *ssl;
-  if (pool_get(&w->pool, u->key, &fd, &ssl, &u->reused)) {
+  if (pool_get(&w->pool, key, NULL, NULL, &fd, &ssl, &u->reused)) {
     sock_adopt(&u->s, fd, ssl);
     u->reused++;
     stat_add(&w->st->pool_reused, 1);
@@ -208,10 +220,12 @@ static int tcp_connect(lua_State *L) {
   stat_add(&w->st->pool_new, 1);
   stat_set(&w->st->pooled_sockets, w->pool.n);
   if (u->family == AF_UNIX) return connect_next(L, u);
-  j->owner = u;
-  j->done = on_resolved;
-  j->done_q = &w->resolved;
-  int rc = resolver_lookup(w->srv->resolver, j);
+  a->port = (int)port;
+  a->family = u->family;
+  a->owner = u;
+  a->done = on_resolved;
+  a->done_q = &w->resolved;
+  int rc = resolver_lookup(w->srv->resolver, a, host);
   if (rc == 1) return resolved_k(L, LUA_OK, 0); /* a numeric address */
   if (rc < 0) return lsocket_fail(L, "no resolver");
   lua_settop(L, 1);
@@ -244,7 +258,7 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* sock:send(data [, i [, j]]): the index of the last byte sent, or nil, err, last index sent. */
 static int tcp_send(lua_State *L) {
-  check_client(L);
+  if (lsocket_client(L) == NULL) return 2;
   size_t len;
   luaL_checklstring(L, 2, &len);
   lua_Integer n = (lua_Integer)len, i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, -1);
@@ -329,14 +343,15 @@ static int receive_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* sock:receive([pattern [, prefix]]): "*l"/"l" (default), "*a"/"a" or a byte count. */
 static int tcp_receive(lua_State *L) {
-  struct lsock *u = check_client(L);
+  struct lsock *u = lsocket_client(L);
+  if (u == NULL) return 2;
   int mode = 'l';
   lua_settop(L, 3);
   if (lua_type(L, 2) == LUA_TNUMBER) {
     luaL_argcheck(L, luaL_checkinteger(L, 2) >= 0, 2, "negative count");
     mode = 'n';
   } else if (!lua_isnoneornil(L, 2)) {
-    const char *p = luaL_checkstring(L, 2);
+    const char *p = lsocket_string(L, 2, NULL);
     if (*p == '*') p++;
     if ((*p != 'l' && *p != 'a') || p[1] != '\0') return luaL_argerror(L, 2, "invalid pattern");
     mode = *p;
@@ -360,26 +375,51 @@ static int tcp_settimeout(lua_State *L) {
   return 1;
 }
 
-/* Closes the socket; a task of another coroutine parked on it wakes up to "closed". */
-static int tcp_close(lua_State *L) {
-  struct lsock *u = lsocket_check(L, 1);
+/* Closes u (state: SOCK_CLOSED or SOCK_BROKEN) and lets go of what it holds: its lookup, its
+   context; a task of another coroutine parked on it wakes up (wake) to "closed". */
+static void shut(lua_State *L, struct lsock *u, int state, int wake) {
   struct task *t = u->waiter;
   u->waiter = NULL;
-  if (u->job) u->job->cancelled = 1;
-  u->job = NULL;
+  resolver_cancel(&u->ask);
   if (u->wrap_ctx) tls_context_free(u->wrap_ctx);
   u->wrap_ctx = NULL;
+  u->hs_ctx = NULL;
   sock_close(&u->s);
-  u->state = SOCK_CLOSED;
-  if (t && t->co != L) task_wake_later(t);
+  u->state = state;
+  if (t && wake && t->co != L) task_wake_later(t);
+}
+
+int lsocket_broken(lua_State *L, struct lsock *u, const char *msg) {
+  luaL_pushfail(L);
+  lua_pushstring(L, msg); /* msg may be in u */
+  shut(L, u, SOCK_BROKEN, 1);
+  return 2;
+}
+
+/* Closes the socket; a task of another coroutine parked on it wakes up to "closed". */
+static int tcp_close(lua_State *L) {
+  shut(L, lsocket_check(L, 1), SOCK_CLOSED, 1);
   lua_pushinteger(L, 1);
   return 1;
+}
+
+/* __close: as close. */
+static int tcp_tbc(lua_State *L) {
+  shut(L, lsocket_check(L, 1), SOCK_CLOSED, 1);
+  return 0;
+}
+
+/* __gc: no task can be parked on it (a parked task holds it), unless the state is closing. */
+static int tcp_gc(lua_State *L) {
+  shut(L, lsocket_check(L, 1), SOCK_CLOSED, 0);
+  return 0;
 }
 
 /* sock:setkeepalive([max_idle_seconds [, pool_size]]): the connection goes to the worker's pool
    under its key (a later connect to it takes it); the socket is closed either way. */
 static int tcp_setkeepalive(lua_State *L) {
-  struct lsock *u = check_client(L);
+  struct lsock *u = lsocket_client(L);
+  if (u == NULL) return 2;
   double idle = luaL_optnumber(L, 2, POOL_IDLE);
   lua_Integer size = luaL_optinteger(L, 3, POOL_SIZE);
   luaL_argcheck(L, size > 0, 3, "pool size must be positive");
@@ -387,9 +427,11 @@ static int tcp_setkeepalive(lua_State *L) {
   if (sock_dirty(&u->s)) return lsocket_fail(L, "unread data in buffer");
   int fd;
   void *ssl;
+  lua_getiuservalue(L, 1, 1);
+  const char *key = lua_tostring(L, -1);
   sock_release(&u->s, &fd, &ssl);
   u->state = SOCK_CLOSED;
-  if (pool_put(&w->pool, u->key, fd, ssl, u->reused, idle, (unsigned)size) < 0) {
+  if (key == NULL || pool_put(&w->pool, key, fd, ssl, u->reused, idle, (unsigned)size) < 0) {
     struct sock s = {.fd = fd, .ssl = ssl};
     sock_close(&s);
   }
@@ -399,13 +441,16 @@ static int tcp_setkeepalive(lua_State *L) {
 }
 
 static int tcp_getreusedtimes(lua_State *L) {
-  lua_pushinteger(L, check_client(L)->reused);
+  struct lsock *u = lsocket_client(L);
+  if (u == NULL) return 2;
+  lua_pushinteger(L, u->reused);
   return 1;
 }
 
 static int tcp_setoption(lua_State *L) {
-  struct lsock *u = check_client(L);
-  const char *name = luaL_checkstring(L, 2);
+  struct lsock *u = lsocket_client(L);
+  if (u == NULL) return 2;
+  const char *name = lsocket_string(L, 2, NULL);
   if (sock_set_option(&u->s, name, lua_isnoneornil(L, 3) || lua_toboolean(L, 3)) < 0)
     return lsocket_fail(L, "unsupported option");
   lua_pushinteger(L, 1);
@@ -414,14 +459,17 @@ static int tcp_setoption(lua_State *L) {
 
 /* sock:shutdown([how]): "both" (default), "send" or "receive". */
 static int tcp_shutdown(lua_State *L) {
-  sock_shutdown(&check_client(L)->s, luaL_optstring(L, 2, "both"));
+  struct lsock *u = lsocket_client(L);
+  if (u == NULL) return 2;
+  sock_shutdown(&u->s, lua_isnoneornil(L, 2) ? "both" : lsocket_string(L, 2, NULL));
   lua_pushinteger(L, 1);
   return 1;
 }
 
 /* getpeername and getsockname: address, port, family ("inet" or "inet6"). */
 static int push_name(lua_State *L, int peer) {
-  struct lsock *u = check_client(L);
+  struct lsock *u = lsocket_client(L);
+  if (u == NULL) return 2;
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   char ip[INET6_ADDRSTRLEN];
@@ -479,22 +527,12 @@ static int tcp_tostring(lua_State *L) {
   return 1;
 }
 
-static int tcp_gc(lua_State *L) {
-  struct lsock *u = lsocket_check(L, 1);
-  if (u->wrap_ctx) tls_context_free(u->wrap_ctx);
-  u->wrap_ctx = NULL;
-  if (u->job) u->job->cancelled = 1;
-  u->job = NULL;
-  sock_close(&u->s);
-  u->state = SOCK_CLOSED;
-  return 0;
-}
-
 /* scgi.tcp([family [, what]]): a cooperative socket for the running task ("any", "inet",
    "inet6", "unix"); what names the caller in the error raised outside a task. */
 static int l_tcp(lua_State *L) {
   static const char *const names[] = {"any", "inet", "inet6", "unix", NULL};
   static const int families[] = {AF_UNSPEC, AF_INET, AF_INET6, AF_UNIX};
+  if (!lua_isnoneornil(L, 1)) lsocket_string(L, 1, NULL);
   int f = luaL_checkoption(L, 1, "any", names);
   task_running(L, luaL_optstring(L, 2, "a cooperative socket"));
   lsocket_new(L, families[f]);
@@ -536,7 +574,7 @@ void lsocket_open(lua_State *L) {
       {NULL, NULL},
   };
   static const luaL_Reg meta[] = {
-      {"__gc", tcp_gc}, {"__close", tcp_gc}, {"__tostring", tcp_tostring}, {NULL, NULL}};
+      {"__gc", tcp_gc}, {"__close", tcp_tbc}, {"__tostring", tcp_tostring}, {NULL, NULL}};
   if (!luaL_newmetatable(L, SOCK_MT)) {
     lua_pop(L, 1);
     return;

@@ -18,7 +18,7 @@ struct pooled {
   struct pooled *prev, *next;
   void *ssl;
   unsigned reused;
-  char key[POOL_KEY];
+  char key[]; /* NUL-terminated */
 };
 
 static void drop(struct pooled *e, int close_it) {
@@ -64,16 +64,17 @@ void pool_fini(struct sock_pool *p) {
 int pool_put(struct sock_pool *p, const char *key, int fd, void *ssl, unsigned reused,
              double max_idle, unsigned size) {
   unsigned same = 0;
-  if (strlen(key) >= POOL_KEY || p->n >= POOL_MAX) return -1;
+  if (p->n >= POOL_MAX) return -1;
   for (struct pooled *e = p->all; e; e = e->next)
     if (strcmp(e->key, key) == 0) same++;
   if (same >= size) return -1;
-  struct pooled *e = calloc(1, sizeof *e);
+  size_t klen = strlen(key);
+  struct pooled *e = calloc(1, sizeof *e + klen + 1);
   if (e == NULL) return -1;
   e->pool = p;
   e->ssl = ssl;
   e->reused = reused;
-  strcpy(e->key, key);
+  memcpy(e->key, key, klen + 1);
   ev_io_init(&e->io, on_readable, fd, EV_READ);
   ev_io_start(p->loop, &e->io);
   ev_init(&e->idle, on_idle);
@@ -88,13 +89,14 @@ int pool_put(struct sock_pool *p, const char *key, int fd, void *ssl, unsigned r
   return 0;
 }
 
-/* The newest idle connection under key (the likeliest to be alive); one that turned readable
-   without the loop noticing yet is closed and the next tried. */
-int pool_get(struct sock_pool *p, const char *key, int *fd, void **ssl, unsigned *reused) {
+/* The newest idle connection under key that fits (the likeliest to be alive); one that turned
+   readable without the loop noticing yet is closed and the next tried. */
+int pool_get(struct sock_pool *p, const char *key, int (*fits)(void *ssl, const void *arg),
+             const void *arg, int *fd, void **ssl, unsigned *reused) {
   struct pooled *e = p->all;
   while (e) {
     struct pooled *next = e->next;
-    if (strcmp(e->key, key) == 0) {
+    if (strcmp(e->key, key) == 0 && (fits == NULL || (e->ssl && fits(e->ssl, arg)))) {
       char c;
       ssize_t n = recv(e->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

@@ -215,6 +215,11 @@ int sock_shutdown(struct sock *s, const char *how) {
                                                        : SHUT_RDWR);
 }
 
+int sock_peer(const struct sock *s, struct sockaddr_storage *ss, socklen_t *len) {
+  *len = sizeof *ss;
+  return getpeername(s->fd, (struct sockaddr *)ss, len) < 0 ? -1 : 0;
+}
+
 int sock_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len) {
   struct sockaddr_un *su = (struct sockaddr_un *)ss;
   if (strlen(path) >= sizeof su->sun_path) return -1;

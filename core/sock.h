@@ -43,6 +43,8 @@ void sock_unwait(struct sock *s);
 void sock_close(struct sock *s);
 int sock_set_option(struct sock *s, const char *name, int on);
 int sock_shutdown(struct sock *s, const char *how);
+/* The peer's address (to connect to it anew): 0, or -1. */
+int sock_peer(const struct sock *s, struct sockaddr_storage *ss, socklen_t *len);
 /* A unix socket address; -1 when the path is too long. */
 int sock_unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *len);
 /* The message for a failure: the TLS reason when there is one, else err's. */

@@ -8,12 +8,62 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sock.h"
 
 static __thread SSL_CTX *shared_ctx[2]; /* this thread's default contexts: no check, check */
+
+/* What a connection's TLS was started with, kept in its SSL (ex_data) for tls_fits. */
+struct tag {
+  int verify;
+  char name[]; /* "" when none */
+};
+
+static int tag_index = -1;
+static pthread_once_t tag_once = PTHREAD_ONCE_INIT;
+
+static void tag_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+  (void)parent;
+  (void)ad;
+  (void)idx;
+  (void)argl;
+  (void)argp;
+  free(ptr);
+}
+
+static void tag_init(void) { tag_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, tag_free); }
+
+/* Records ctx's companions (verify, server_name) in ssl: 0, or -1. */
+static int tag_set(SSL *ssl, const char *server_name, int verify) {
+  pthread_once(&tag_once, tag_init);
+  size_t n = server_name ? strlen(server_name) : 0;
+  struct tag *t = malloc(sizeof *t + n + 1);
+  if (t == NULL || tag_index < 0) goto fail;
+  t->verify = verify != 0;
+  memcpy(t->name, server_name ? server_name : "", n + 1);
+  if (SSL_set_ex_data(ssl, tag_index, t) != 1) goto fail;
+  return 0;
+fail:
+  free(t);
+  return -1;
+}
+
+int tls_fits(void *ssl, const void *want) {
+  const struct tls_want *w = want;
+  const struct tag *t = tag_index < 0 ? NULL : SSL_get_ex_data(ssl, tag_index);
+  return t && SSL_get_SSL_CTX(ssl) == w->ctx && t->verify == (w->verify != 0) &&
+         strcmp(t->name, w->name ? w->name : "") == 0;
+}
+
+int tls_verified(const struct sock *s) {
+  const struct tag *t = s->ssl && tag_index >= 0 ? SSL_get_ex_data(s->ssl, tag_index) : NULL;
+  return t && t->verify && SSL_is_init_finished(s->ssl) &&
+         SSL_get_verify_result(s->ssl) == X509_V_OK;
+}
 
 static void error_text(char *buf, size_t len, const char *what) {
   unsigned long e = ERR_get_error();
@@ -84,8 +134,13 @@ void tls_thread_cleanup(void) {
 }
 
 int tls_start(struct sock *s, void *ctx, const char *server_name, int verify, void *session) {
+  if (verify && (server_name == NULL || server_name[0] == '\0')) { /* a chain for any name */
+    snprintf(s->tls_error, sizeof s->tls_error,
+             "cannot verify the peer without a server name (give one, or do not verify)");
+    return -1;
+  }
   SSL *ssl = SSL_new(ctx);
-  if (ssl == NULL || SSL_set_fd(ssl, s->fd) != 1) {
+  if (ssl == NULL || SSL_set_fd(ssl, s->fd) != 1 || tag_set(ssl, server_name, verify) < 0) {
     error_text(s->tls_error, sizeof s->tls_error, "cannot start TLS");
     SSL_free(ssl);
     return -1;

@@ -26,8 +26,20 @@ void tls_context_free(void *ctx);
 void tls_thread_cleanup(void);
 
 /* Starts TLS on the connected socket s: SNI and the name checked (server_name, may be NULL), a
-   session to resume (may be NULL). 0, or -1 with the reason in s->tls_error. */
+   session to resume (may be NULL). 0, or -1 with the reason in s->tls_error. The TLS state
+   remembers ctx, server_name and verify (tls_fits). */
 int tls_start(struct sock *s, void *ctx, const char *server_name, int verify, void *session);
+/* What a caller asks of a TLS connection: one made with the same context, server name and
+   verification is handed to it (from the pool) as it is; no other is. */
+struct tls_want {
+  void *ctx;
+  const char *name; /* NULL: none */
+  int verify;
+};
+/* Whether the TLS state ssl (a struct sock's) was started as want (a struct tls_want) asks. */
+int tls_fits(void *ssl, const void *want);
+/* Whether s's TLS is up with the peer's certificate (and name) verified. */
+int tls_verified(const struct sock *s);
 /* Drives the handshake: SOCK_DONE, SOCK_WAIT (wait for s->want) or SOCK_GONE. */
 int tls_handshake(struct sock *s);
 /* Reads into p (SOCK_DONE with *n > 0; SOCK_GONE with s->err 0 at a clean close). */

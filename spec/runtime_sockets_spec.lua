@@ -43,6 +43,39 @@ describe("LuaSocket inside requests, tasks and coroutines", function()
       assert.matches("^unix{master}: ", r.stream)
     end)
 
+  it("strings with a NUL byte are refused where C would cut them: host, pool name, option, pattern, server name, path",
+    function()
+      local r = H.call(srv.addr, "/nul", { port = redis.port })
+      for _, k in ipairs({ "connect", "pool", "option", "pattern", "name", "unix" }) do
+        assert.is_false(r[k].ok, k .. " was taken: " .. tostring(r[k].a))
+        assert.matches("NUL byte", r[k].a, 1, true)
+      end
+    end)
+
+  it("a socket closed by its to-be-closed variable wakes the task parked on it: nil, \"closed\" at once", function()
+    local r = H.start_call(srv.addr, "/close-wakes", { port = redis.port }, 5)()
+    assert.same({ n = 4, true, nil, "closed", "" }, r.waited)
+    assert.is_true(r.elapsed < 1, ("the task woke after %.2f s"):format(r.elapsed))
+  end)
+
+  it("20,000 connects that raise (port, unix path, pool name) leave no memory behind", function()
+    local pid = H.serving_pid(srv)
+    local function rss_kib()
+      local f = assert(io.open("/proc/" .. pid .. "/status"))
+      local kib = tonumber(f:read("a"):match("VmRSS:%s*(%d+)"))
+      f:close()
+      return kib
+    end
+    H.call(srv.addr, "/raising-connects", { n = 2000 }) -- the heap's own growth first
+    local before = rss_kib()
+    local r = H.call(srv.addr, "/raising-connects", { n = 20000 })
+    local grown = rss_kib() - before
+    assert.equal(20000, r.raised)
+    -- ASan's quarantine keeps what was freed (LSan checks it), valgrind has a heap of its own
+    if H.crash_signal() == 6 or H.sh_out("readlink /proc/" .. pid .. "/exe"):find("memcheck", 1, true) then return end
+    assert.is_true(grown < 4096, ("the serving process grew by %d KiB"):format(grown))
+  end)
+
   it("socket.sleep parks the request: three 1 s sleeps on one worker end together", function()
     local t0 = H.now()
     local pending = {}
@@ -254,6 +287,15 @@ describe("the connection pool (setkeepalive) against redis-server", function()
     assert.equal(before + 1, redis.connections())
   end)
 
+  it("long pool names are compared whole: two that differ after 200 bytes are two pools", function()
+    local long = ("https:a-long-host-name.example:443:true:"):rep(6)
+    H.call(srv.addr, "/pool", { port = redis.port, pool = long .. "verify=false" })
+    local other = H.call(srv.addr, "/pool", { port = redis.port, pool = long .. "verify=true" })
+    assert.equal(0, other.reused)
+    local same = H.call(srv.addr, "/pool", { port = redis.port, pool = long .. "verify=false" })
+    assert.equal(1, same.reused)
+  end)
+
   it("tasks at once take pooled connections or open new ones, and give them all back", function()
     H.call(srv.addr, "/pool", { port = redis.port }) -- one is pooled under host:port
     local before = redis.connections()
@@ -308,7 +350,8 @@ describe("the connection pool (setkeepalive) against redis-server", function()
 end)
 
 -- A DNS server for the names in its table (UDP on 127.0.0.1:53): A records after the name's
--- delay, no AAAA records, NXDOMAIN for the rest.
+-- delay, no AAAA records, no answer at all for names under .internal, NXDOMAIN for the rest; it
+-- prints every query ("query NAME QTYPE").
 local DNS_PEER = [[
 import socket, struct, threading, time
 names = {"slow.test": ("127.0.0.1", 1.5), "fast.test": ("127.0.0.1", 0)}
@@ -325,7 +368,11 @@ def answer(data, addr):
         i += 1 + n
     qtype = struct.unpack(">H", data[i + 1:i + 3])[0]
     question = data[12:i + 5]
-    ip, delay = names.get(".".join(labels), (None, 0))
+    name = ".".join(labels)
+    print("query", name, qtype, flush=True)
+    if name.endswith(".internal"):
+        return  # a name nobody answers: the lookup waits for the resolver's timeout
+    ip, delay = names.get(name, (None, 0))
     time.sleep(delay)
     rr = b""
     if ip and qtype == 1:
@@ -353,24 +400,27 @@ local function private_etc(dir, hosts, resolv)
   return prefix
 end
 
+-- Starts the DNS peer and, with a private /etc/hosts and resolv.conf pointing at it, the server
+-- (extra arguments args); returns the server and the DNS peer, or nil and why not.
+local function with_dns(args)
+  local dir = H.tmpdir()
+  local prefix, why_not = private_etc(dir, "127.0.0.1 localhost\n::1 localhost\n",
+    "nameserver 127.0.0.1\noptions timeout:5 attempts:1\n")
+  if not prefix then return nil, why_not end
+  H.write_file(dir .. "/dns.py", DNS_PEER)
+  local dns = H.spawn("exec python3 -u " .. H.quote(dir .. "/dns.py"), dir, "dns")
+  H.wait_for(function() return not dns.alive() or dns.output():find("dns listening", 1, true) end, 10,
+    "the DNS peer")
+  if not dns.alive() then return nil, "the DNS peer could not listen on 127.0.0.1:53: " .. dns.output() end
+  return H.start("runtime_sockets.lua", { workers = 1, dir = dir, env = LUA_PATH .. " " .. prefix, args = args }),
+    dns
+end
+
 describe("names: resolved off the worker, every address tried", function()
   local srv, redis, why_not
   setup(function()
     redis = H.redis()
-    local dir = H.tmpdir()
-    local prefix
-    prefix, why_not = private_etc(dir, "127.0.0.1 localhost\n::1 localhost\n",
-      "nameserver 127.0.0.1\noptions timeout:5 attempts:1\n")
-    if not prefix then return end
-    H.write_file(dir .. "/dns.py", DNS_PEER)
-    local dns = H.spawn("exec python3 -u " .. H.quote(dir .. "/dns.py"), dir, "dns")
-    H.wait_for(function() return not dns.alive() or dns.output():find("dns listening", 1, true) end, 10,
-      "the DNS peer")
-    if not dns.alive() then
-      why_not = "the DNS peer could not listen on 127.0.0.1:53: " .. dns.output()
-      return
-    end
-    srv = H.start("runtime_sockets.lua", { workers = 1, dir = dir, env = LUA_PATH .. " " .. prefix })
+    srv, why_not = with_dns()
   end)
   teardown(function() H.stop_clean(srv) end)
 
@@ -423,5 +473,75 @@ describe("names: resolved off the worker, every address tried", function()
     local r = H.call(srv.addr, "/connect", { host = "slow.test", port = redis.port, timeout = 0.5 })
     assert.same({ n = 2, nil, "timeout" }, r.connect)
     assert.is_true(r.elapsed < 1, ("connect with settimeout(0.5) returned after %.2f s"):format(r.elapsed))
+  end)
+end)
+
+describe("names: lookups nobody waits for any more", function()
+  local srv, dns, redis, why_not
+  setup(function()
+    redis = H.redis()
+    srv, dns = with_dns({ "--request-timeout", "3", "--grace", "2" })
+    if not srv then why_not = dns end
+  end)
+  teardown(function() H.stop_clean(srv and srv.alive() and srv or nil) end) -- the last case stops it
+
+  -- Sends n requests at once that connect to a name nobody answers (dbN.internal, N from first),
+  -- with settimeout(timeout) or, timeout nil, bounded by --request-timeout; returns the answers'
+  -- statuses and connect results.
+  local function abandon(first, n, timeout)
+    local pending = {}
+    for i = 1, n do
+      pending[i] = H.start_request(srv.addr, "/connect",
+        { host = ("db%d.internal"):format(first + i), port = redis.port, timeout = timeout })
+    end
+    local out = {}
+    for i, finish in ipairs(pending) do
+      local status, _, body = finish()
+      out[i] = { status = status, body = body }
+    end
+    return out
+  end
+
+  -- fast.test (answered at once) connects within `bound` seconds.
+  local function fast(bound)
+    local r = H.call(srv.addr, "/connect", { host = "fast.test", port = redis.port, timeout = 5 })
+    assert.same({ n = 1, 1 }, r.connect)
+    assert.is_true(r.elapsed < bound, ("fast.test took %.2f s: abandoned lookups held it"):format(r.elapsed))
+  end
+
+  it("40 connects that time out (settimeout 0.3) leave no lookup queued: fast.test resolves at once",
+    function()
+      if not srv then pending("no private resolv.conf for the server: " .. tostring(why_not)) end
+      for _, r in ipairs(abandon(0, 40, 0.3)) do
+        assert.same({ n = 2, nil, "timeout" }, H.decode(r.status, r.body, r.body, "/connect").connect)
+      end
+      fast(0.5)
+    end)
+
+  it("40 connects ended by --request-timeout 3 (504) likewise", function()
+    if not srv then pending("no private resolv.conf for the server: " .. tostring(why_not)) end
+    for _, r in ipairs(abandon(100, 40, nil)) do assert.equal(504, r.status) end
+    fast(0.5)
+  end)
+
+  it("ten connects to one name at once share one lookup (two queries: A and AAAA)", function()
+    if not srv then pending("no private resolv.conf for the server: " .. tostring(why_not)) end
+    local before = H.count(dns.output(), "query slow.test ")
+    local calls = {}
+    for i = 1, 10 do
+      calls[i] = H.start_call(srv.addr, "/connect", { host = "slow.test", port = redis.port, timeout = 5 })
+    end
+    for _, r in ipairs(H.finish_all(calls)) do assert.same({ n = 1, 1 }, r.connect) end
+    local queries = H.count(dns.output(), "query slow.test ") - before
+    assert.is_true(queries >= 1 and queries <= 2, queries .. " queries for slow.test")
+  end)
+
+  it("SIGTERM with 40 abandoned lookups stops within --grace 2", function()
+    if not srv then pending("no private resolv.conf for the server: " .. tostring(why_not)) end
+    abandon(200, 40, 0.3)
+    local t0 = H.now()
+    assert.equal(0, srv.stop())
+    local took = H.now() - t0
+    assert.is_true(took < 2, ("the stop took %.2f s: it waited for lookups nobody waits for"):format(took))
   end)
 end)

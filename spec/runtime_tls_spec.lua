@@ -4,6 +4,7 @@
 -- cooperative, its verify and cafile; sock:sslhandshake verifying against the system's store by
 -- default, or --ca-file, the host name checked; a TLS connection kept in the pool.
 local H = require "helper"
+local socket = require "socket"
 
 -- The status and body of a raw HTTP answer.
 local function http_answer(raw)
@@ -115,6 +116,74 @@ describe("TLS with the system's trust store", function()
     local n1, n2 = tonumber(first.body:match("answer (%d+)")), tonumber(again.body:match("answer (%d+)"))
     assert.is_true(n2 > n1)
   end)
+  it("a pooled unverified TLS connection is not handed to a verifying handshake, nor to LuaSec's verify = \"peer\"",
+    function()
+      local a = H.call(srv.addr, "/tls-pool-verify", { port = peer.port, name = "localhost", verify = 0 })
+      assert.same({ n = 1, true }, a.handshake)
+      assert.same({ n = 1, false }, a.verified)
+      assert.same({ n = 1, 1 }, a.keep)
+      local b = H.call(srv.addr, "/tls-pool-verify", { port = peer.port, name = "localhost" })
+      assert.is_true(b.reused > 0) -- connect took the pooled connection, the handshake did not
+      assert.same({ n = 2, nil, "handshake failed: certificate verify failed: self-signed certificate" }, b.handshake)
+      assert.same({ n = 2, nil, "closed" }, b.reused_after)
+      a = H.call(srv.addr, "/tls-pool-verify", { port = peer.port, name = "localhost", verify = 0 })
+      assert.same({ n = 1, 1 }, a.keep)
+      local w = H.call(srv.addr, "/tls-pool-wrap", { port = peer.port })
+      assert.is_true(w.reused > 0)
+      assert.is_nil(w.handshake[1])
+      assert.matches("certificate verify failed", w.handshake[2])
+      assert.same({ n = 2, nil, "closed" }, w.verified)
+    end)
+
+  it("a pooled TLS connection goes to a handshake with the same name and verification; another name gets a new one",
+    function()
+      H.call(srv.addr, "/tls-pool-verify", { port = peer.port, name = "localhost", verify = 0 })
+      local same = H.call(srv.addr, "/tls-pool-verify", { port = peer.port, name = "localhost", verify = 0 })
+      assert.is_true(same.reused > 0)
+      assert.same({ n = 1, true }, same.handshake)
+      assert.same({ n = 1, 1 }, same.reused_after)
+      assert.equal("HTTP/1.1 200 OK", same.status)
+      local other = H.call(srv.addr, "/tls-pool-verify", { port = peer.port, name = "other.example", verify = 0 })
+      assert.is_true(other.reused > 0)
+      assert.same({ n = 1, true }, other.handshake)
+      assert.same({ n = 1, 0 }, other.reused_after) -- a new connection, with its own SNI
+      assert.equal("HTTP/1.1 200 OK", other.status)
+    end)
+
+  -- A peer on loopback (LuaSocket, in the spec) that reads the ClientHello, then sends `reply`
+  -- (nil: nothing); the route's sslhandshake fails (or times out after `timeout`). Returns the
+  -- route's answer and every byte the peer got after the ClientHello's first five.
+  local function failed_handshake(reply, timeout)
+    local l = assert(socket.bind("127.0.0.1", 0))
+    local _, port = l:getsockname()
+    local finish = H.start_call(srv.addr, "/tls-fail", { port = port, timeout = timeout })
+    l:settimeout(5)
+    local c = assert(l:accept())
+    l:close()
+    c:settimeout(5)
+    assert.equal(22, assert(c:receive(5)):byte(1)) -- a TLS handshake record
+    if reply then c:send(reply) end
+    local r = finish()
+    c:settimeout(2)
+    local rest, _, partial = c:receive("*a")
+    c:close()
+    return r, rest or partial
+  end
+
+  for _, case in ipairs({ { "fails", "HTTP/1.0 400 Bad Request\r\n\r\n", 5 }, { "times out", nil, 0.5 } }) do
+    it("a handshake that " .. case[1] .. " closes the socket: nothing goes out in plaintext, nothing is pooled",
+      function()
+        local r, got = failed_handshake(case[2], case[3])
+        assert.same({ n = 1, 1 }, r.connect)
+        assert.is_nil(r.handshake[1])
+        assert.matches(case[2] and "^handshake failed: " or "^timeout$", r.handshake[2])
+        assert.is_nil(got:find("PASSWORD", 1, true), "sent in plaintext after the failure: " .. got:sub(-40):gsub("[^%%g ]", "."))
+        assert.same({ n = 2, nil, "closed" }, r.send)
+        assert.same({ n = 2, nil, "closed" }, r.receive)
+        assert.same({ n = 2, nil, "closed" }, r.keep)
+        assert.matches("^tcp{closed}: ", r.tostring)
+      end)
+  end
 end)
 
 describe("--ca-file that cannot be read", function()
@@ -146,6 +215,27 @@ describe("TLS with --ca-file", function()
       r = H.call(srv.addr, "/sslhandshake", { port = peer.port, host = "localhost" })
       assert.same({ n = 1, "session" }, r.handshake)
     end)
+
+  it("a verified connection: getpeerverification true; pooled, and handed to the same verified handshake",
+    function()
+      local a = H.call(srv.addr, "/tls-pool-verify", { port = peer.port, name = "localhost" })
+      assert.same({ n = 1, true }, a.handshake)
+      assert.same({ n = 1, true }, a.verified)
+      assert.same({ n = 1, 1 }, a.keep)
+      local b = H.call(srv.addr, "/tls-pool-verify", { port = peer.port, name = "localhost" })
+      assert.is_true(b.reused > 0)
+      assert.same({ n = 1, 1 }, b.reused_after)
+      assert.same({ n = 1, true }, b.verified)
+      local plain = H.call(srv.addr, "/tls-pool-verify", { port = peer.port, name = "localhost", verify = 0 })
+      assert.same({ n = 1, 0 }, plain.reused_after) -- the verified one is not handed to it either
+      assert.same({ n = 1, false }, plain.verified)
+    end)
+
+  it("verifying needs a server name: sslhandshake(nil, \"\", true) is refused and closes the socket", function()
+    local r = H.call(srv.addr, "/sslhandshake", { port = peer.port, name = "" })
+    assert.same({ n = 2, nil, "cannot verify the peer without a server name (give one, or do not verify)" },
+      r.handshake)
+  end)
 
   it("and still checks the name: a server name the certificate does not hold fails", function()
     local r = H.call(srv.addr, "/sslhandshake", { port = peer.port, name = "wrong.example" })

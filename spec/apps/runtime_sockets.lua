@@ -328,4 +328,119 @@ routes["/tls-pool"] = function(headers, client)
   answer(client, r)
 end
 
+-- ?port=&name=&verify=0 of the TLS server: connect, sslhandshake(nil, name, verify) and what came
+-- of it (the reuse count before and after, getpeerverification), a GET, then setkeepalive.
+routes["/tls-pool-verify"] = function(headers, client)
+  local q = C.query(headers)
+  local s = socket.tcp()
+  s:settimeout(5)
+  local r = { connect = pack(s:connect("127.0.0.1", tonumber(q.port))) }
+  r.reused = s:getreusedtimes()
+  local hs = pack(s:sslhandshake(false, q.name, q.verify ~= "0"))
+  r.handshake = hs
+  r.reused_after = pack(s:getreusedtimes())
+  r.verified = pack(s:getpeerverification())
+  if hs[1] then
+    s:send("GET /verify HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
+    r.status = s:receive("*l")
+    local length
+    repeat
+      local line = s:receive("*l")
+      length = length or tonumber((line or ""):match("^[Cc]ontent%-[Ll]ength:%s*(%d+)"))
+    until line == nil or line == ""
+    s:receive(length)
+    r.keep = pack(s:setkeepalive(10))
+  end
+  s:close()
+  answer(client, r)
+end
+
+-- ?port= of the TLS server: LuaSec's ssl.wrap with verify = "peer" (the system's store) over a
+-- connection the pool may hold: dohandshake and getpeerverification.
+routes["/tls-pool-wrap"] = function(headers, client)
+  local q = C.query(headers)
+  local ssl = require "ssl"
+  local s = socket.tcp()
+  s:settimeout(5)
+  local r = { connect = pack(s:connect("127.0.0.1", tonumber(q.port))) }
+  r.reused = s:getreusedtimes()
+  s = ssl.wrap(s, { mode = "client", protocol = "any", verify = "peer" })
+  s:sni("localhost")
+  r.handshake = pack(s:dohandshake())
+  r.verified = pack(s:getpeerverification())
+  s:close()
+  answer(client, r)
+end
+
+-- ?port=&timeout= of a peer that does not speak TLS (or never answers): sslhandshake fails (or
+-- times out); then what send and setkeepalive say.
+routes["/tls-fail"] = function(headers, client)
+  local q = C.query(headers)
+  local s = socket.tcp()
+  s:settimeout(tonumber(q.timeout) or 5)
+  local r = { connect = pack(s:connect("127.0.0.1", tonumber(q.port))) }
+  r.handshake = pack(s:sslhandshake(false, "localhost", false))
+  r.send = pack(s:send("PASSWORD=secret\r\n"))
+  r.receive = pack(s:receive("*l"))
+  r.keep = pack(s:setkeepalive())
+  r.tostring = tostring(s)
+  s:close()
+  answer(client, r)
+end
+
+-- ?port= of a redis: strings with a NUL byte where C takes strings.
+routes["/nul"] = function(headers, client)
+  local port = tonumber(C.query(headers).port)
+  local function try(fn)
+    local ok, a, b = pcall(fn)
+    return { ok = ok, a = ok and tostring(a) or a, b = b }
+  end
+  local r = {}
+  r.connect = try(function() return scgi.connect("127.0.0.1\0evil", port) end)
+  r.pool = try(function() return socket.tcp():connect("127.0.0.1", port, { pool = "a\0b" }) end)
+  local s = assert(scgi.connect("127.0.0.1", port))
+  s:settimeout(0.2)
+  r.option = try(function() return s:setoption("keepalive\0x") end)
+  r.pattern = try(function() return s:receive("*l\0x") end)
+  r.name = try(function() return s:sslhandshake(false, "localhost\0.evil", false) end)
+  r.unix = try(function() return scgi.connect("/nonexistent\0x") end)
+  s:close()
+  answer(client, r)
+end
+
+-- ?port= of a redis (that answers nothing unasked): a task parks in receive on a socket without
+-- a timeout; the handler's to-be-closed variable for it goes out of scope: the task wakes.
+routes["/close-wakes"] = function(headers, client)
+  local port = tonumber(C.query(headers).port)
+  client:budget(0)
+  local s = assert(scgi.connect("127.0.0.1", port))
+  local t0 = scgi.now()
+  local task = scgi.spawn(function() return s:receive("*l") end)
+  scgi.sleep(0.1)
+  do
+    local closing <close> = s
+  end
+  local r = { waited = pack(scgi.wait(task)) }
+  r.elapsed = scgi.now() - t0
+  answer(client, r)
+end
+
+-- ?n=: n connects that raise (a port out of range, a unix path too long, a bad pool name); how
+-- many raised.
+routes["/raising-connects"] = function(headers, client)
+  local n, raised = tonumber(C.query(headers).n), 0
+  local long = "/" .. ("x"):rep(200)
+  for i = 1, n do
+    local which = i % 3
+    local ok = pcall(function()
+      if which == 0 then return socket.tcp():connect("127.0.0.1", 70000) end
+      if which == 1 then return require("socket.unix")():connect(long) end
+      return socket.tcp():connect("127.0.0.1", 1, { pool = {} })
+    end)
+    if not ok then raised = raised + 1 end
+  end
+  collectgarbage()
+  answer(client, { raised = raised })
+end
+
 return R.handler(routes)
