@@ -60,7 +60,7 @@ static int co_resume(lua_State *L) {
     lua_pushliteral(L, "cannot resume non-suspended coroutine");
     return 2;
   }
-  if (!lua_checkstack(co, n)) {
+  if (!lua_checkstack(co, n + 1)) { /* + 1: room for an error */
     lua_pushboolean(L, 0);
     lua_pushliteral(L, "too many arguments to resume");
     return 2;
@@ -106,7 +106,7 @@ static int wrap_call(lua_State *L) {
   lua_State *co = lua_tothread(L, lua_upvalueindex(1));
   int n = lua_gettop(L);
   if (task_holds(co)) return luaL_error(L, "cannot resume non-suspended coroutine");
-  if (!lua_checkstack(co, n)) return luaL_error(L, "too many arguments to resume");
+  if (!lua_checkstack(co, n + 1)) return luaL_error(L, "too many arguments to resume");
   lua_xmove(L, co, n);
   return wrap_after(L, co, n);
 }

@@ -184,8 +184,9 @@ void request_close_task(struct task *t, int reusable) {
 const char *request_describe_error(struct request *r, lua_State *co, int st) {
   struct rt *rt = r->rt;
   lua_State *L = r->app->L;
-  lua_pushvalue(co, -1);
-  lua_xmove(co, L, 1);
+  lua_xmove(co, L, 1); /* a copy for L, the original back on co: nothing grows co's stack */
+  lua_pushvalue(L, -1);
+  lua_xmove(L, co, 1);
   if (st == LUA_ERRMEM && rt->mem.limit) {
     lua_pushfstring(L, "not enough memory (limit %f MiB, in use %f MiB)",
                     (double)rt->mem.limit / 1048576.0, (double)rt->mem.used / 1048576.0);

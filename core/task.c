@@ -233,7 +233,9 @@ int task_resume_coroutine(lua_State *L, lua_State *co, int nargs, int *nres, int
   if (t == NULL || rt->running != L) return lua_resume(co, L, nargs, nres);
   int again = t->depth > 0 && t->chain[t->depth - 1] == co && *extra(co) == t;
   if (!again && chain_push(t, co, !lua_isyieldable(L)) < 0) {
+    lua_pop(co, nargs); /* the error goes where the caller looks for it: on co */
     lua_pushliteral(L, "not enough memory");
+    lua_xmove(L, co, 1);
     return LUA_ERRMEM;
   }
   rt->running = co;

@@ -290,6 +290,14 @@ describe("tasks: scgi.spawn, scgi.wait, scgi.kill", function()
     assert.equal("held\n", body)
   end)
 
+  it("a task spawned with 100 and 5,000 arguments gets them all; the worker serves on", function()
+    for _, n in ipairs({ 100, 5000 }) do
+      local r = H.call(srv.addr, "/task/many-args", { n = n })
+      assert.same({ n = 3, true, n, n * (n + 1) // 2 }, r.waited)
+    end
+    H.hello_ok(srv.addr)
+  end)
+
   it("scgi.spawn outside a request (the app file's main chunk) raises", function()
     local r = H.call(srv.addr, "/task/at-load")
     assert.is_false(r.r[1])

@@ -194,6 +194,19 @@ routes["/task/results"] = function(_, client)
     type = type(t) })
 end
 
+-- ?n=: a task spawned with n arguments (1..n) sums them; what wait gave.
+routes["/task/many-args"] = function(headers, client)
+  local n = tonumber(C.query(headers).n) or 100
+  local list = {}
+  for i = 1, n do list[i] = i end
+  local t = scgi.spawn(function(...)
+    local sum = 0
+    for i = 1, select("#", ...) do sum = sum + select(i, ...) end
+    return select("#", ...), sum
+  end, table.unpack(list))
+  answer(client, { waited = pack(scgi.wait(t)) })
+end
+
 -- A task starts on the next loop turn: what it recorded before and after the handler's first
 -- wait, and scgi.spawn's argument check.
 routes["/task/starts-later"] = function(_, client)
