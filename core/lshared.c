@@ -91,17 +91,21 @@ static int sh_get(lua_State *L) {
   size_t klen;
   const char *k = check_key(L, &klen);
   struct shvalue v;
+  /* a string comes as a malloc'd copy: its box frees it if pushing it raises (memory) */
+  char **box = (char **)lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  luaL_setmetatable(L, "scgi.shared_keys");
   int rc = shdict_get(d, k, klen, clock_now(), &v);
   if (rc == SH_NOT_FOUND) {
     lua_pushnil(L);
     return 1;
   }
   if (rc != SH_OK) return push_error(L, d, rc, 0);
-  char *copy = (char *)v.s;
-  if (copy) {
-    /* copy into Lua before anything can raise, then free */
-    lua_pushlstring(L, copy, v.len);
-    free(copy);
+  if (v.s) {
+    *box = (char *)v.s;
+    lua_pushlstring(L, v.s, v.len);
+    free(*box);
+    *box = NULL;
     return 1;
   }
   push_value(L, &v);
@@ -173,6 +177,7 @@ static int sh_delete(lua_State *L) {
   return 1;
 }
 
+/* __gc of a box that holds a malloc'd block while Lua may raise (get, keys). */
 static int free_box(lua_State *L) {
   char **box = (char **)lua_touserdata(L, 1);
   free(*box);
