@@ -35,6 +35,16 @@ static struct request *check_client(lua_State *L) {
   return b->r;
 }
 
+/* The request behind argument 1 when a read or write continues after its wait; NULL (with nil,
+   "closed" pushed) when the client was closed meanwhile (client:close from another task). */
+static struct request *resumed_client(lua_State *L, int status) {
+  struct client_box *b = check_box(L);
+  if (b->r != NULL || status != LUA_YIELD) return check_client(L);
+  lua_pushnil(L);
+  lua_pushliteral(L, "closed");
+  return NULL;
+}
+
 /* The running task, if it may wait on r's connection. */
 static struct task *waiter(lua_State *L, struct request *r, const char *what) {
   struct task *t = task_running(L, what);
@@ -52,10 +62,10 @@ static int push_closed(lua_State *L, struct conn *c) {
 }
 
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
-  struct request *r = check_client(L);
   int n = lua_gettop(L), i = (int)(ctx >> CTX_SHIFT);
+  struct request *r = resumed_client(L, status);
+  if (r == NULL) return 2;
   size_t off = (size_t)(ctx & (((lua_KContext)1 << CTX_SHIFT) - 1));
-  (void)status;
   for (; i <= n; i++, off = 0) {
     size_t len;
     const char *s = lua_tolstring(L, i, &len);
@@ -81,8 +91,8 @@ static int client_write(lua_State *L) {
 }
 
 static int flush_k(lua_State *L, int status, lua_KContext ctx) {
-  struct request *r = check_client(L);
-  (void)status;
+  struct request *r = resumed_client(L, status);
+  if (r == NULL) return 2;
   int rc = conn_flush(r->conn);
   if (rc == CONN_GONE) return push_closed(L, r->conn);
   if (rc == CONN_WAIT)
@@ -123,9 +133,9 @@ static size_t read_want(lua_State *L, struct conn *c, int mode) {
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
-  struct request *r = check_client(L);
+  struct request *r = resumed_client(L, status);
+  if (r == NULL) return 2;
   struct conn *c = r->conn;
-  (void)status;
   for (;;) {
     const char *p;
     size_t want = read_want(L, c, (int)ctx);

@@ -82,10 +82,12 @@ static void request_end(struct request *r, enum request_end why, const char *det
     ev_timer_set(&r->budget, left > 0 ? left : 0., 0.);
     ev_timer_start(r->rt->w->loop, &r->budget);
   }
+  struct task *waiter = r->conn_waiter; /* a task parked in a read or write of the client */
   r->conn = NULL;
   r->conn_waiter = NULL;
   c->owner = NULL;
   conn_unwait(c);
+  if (waiter && waiter->wait == WAIT_CONN) task_wake_later(waiter); /* it answers nil, "closed" */
   if (why == END_RETURNED || why == END_CLOSED) {
     if (!conn_wrote(c) && !c->gone)
       conn_reply(c, 500,
