@@ -314,6 +314,7 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
     rt->app = app_new(&rt->env, s->cfg.app, err, errlen);
   }
   if (rt->app == NULL) {
+    guard_detach(rt);
     w->rt = NULL;
     tls_rt = NULL;
     free(rt);
@@ -369,11 +370,11 @@ unsigned long long rt_busy_since(const struct worker *w, unsigned long long now_
 
 void rt_close(struct worker *w) {
   struct rt *rt = w->rt;
-  if (rt == NULL) return;
+  if (rt == NULL || rt->detached) return;
   rt_abandon(w);
   upkeep_stop(rt);
   app_unref(rt->app);
-  w->rt = NULL;
+  rt->app = NULL;
+  guard_detach(rt);
   tls_rt = NULL;
-  free(rt);
 }

@@ -79,6 +79,7 @@ struct rt {
   struct timer *timers; /* pending scgi.timer and scgi.every */
   unsigned ntimers, nspawned;
   struct app *loading; /* the app whose file is being loaded (timers set then belong to it) */
+  int detached;        /* closed: the guard leaves it alone (under the guard's watch lock) */
 };
 
 #define REQUEST_POOL 64
@@ -144,5 +145,8 @@ int guard_raise(lua_State *L);
 /* Makes every further instruction of the task's coroutines raise (a stopped request). */
 void guard_kill(struct task *t);
 int guard_install(void);
+/* The runtime is closing: the watchdog and rt_interrupt no longer signal its thread, and a signal
+   already sent stays blocked there (the thread ends). */
+void guard_detach(struct rt *rt);
 
 #endif
