@@ -70,6 +70,8 @@ int guard_install(void) {
   return pthread_sigmask(SIG_UNBLOCK, &set, NULL); /* worker threads start with all blocked */
 }
 
+/* The runtime closes: the watchdog and rt_interrupt no longer read it or signal its thread, and
+   a signal already sent stays blocked there (the thread ends). */
 void guard_detach(struct rt *rt) {
   sigset_t set;
   pthread_mutex_lock(&watch_mu);

@@ -11,21 +11,14 @@
 #include "request.h"
 #include "task.h"
 
-#define CLIENT_MT "scgi.client"
 #define CTX_SHIFT 40
 
-static const char client_mt_key = 0; /* its address keys the metatable in the registry */
+static const char CLIENT_MT[] = "scgi.client"; /* its address is the client's tag (lbind.h) */
+static const char client_mt_key = 0;           /* its address keys the metatable in the registry */
 
-/* Argument 1 as a client. Every client function has the client metatable as its upvalue 1, so
-   the check is a pointer comparison, not luaL_checkudata's registry lookup by name. */
+/* Argument 1 as a client, by its tag (lbind.h): a metatable alone can be forged. */
 static struct client_box *check_box(lua_State *L) {
-  void *p = lua_touserdata(L, 1);
-  if (p != NULL && lua_getmetatable(L, 1)) {
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (ok) return (struct client_box *)p;
-  }
-  return (struct client_box *)luaL_checkudata(L, 1, CLIENT_MT); /* raises its usual error */
+  return (struct client_box *)lbind_check(L, 1, CLIENT_MT, sizeof(struct client_box));
 }
 
 /* The live request behind argument 1; raises if the client is closed. */
@@ -190,10 +183,11 @@ static int client_close(lua_State *L) {
   return 1;
 }
 
-/* __close and __gc: like close, but a no-op on a closed client. */
+/* __close and __gc: like close, but a no-op on a closed client (or another value given the
+   client's metatable). */
 static int client_gc(lua_State *L) {
-  struct client_box *b = check_box(L);
-  if (b->r) request_close(b->r);
+  struct client_box *b = (struct client_box *)lbind_test(L, 1, CLIENT_MT, sizeof *b);
+  if (b && b->r) request_close(b->r);
   return 0;
 }
 
@@ -295,6 +289,7 @@ static void push_headers(lua_State *L, struct request *r) {
    handler and its arguments (the headers table and the client); returns how many arguments. */
 int lclient_push_args(lua_State *co, struct request *r) {
   struct client_box *b = (struct client_box *)lua_newuserdatauv(co, sizeof *b, 0);
+  b->tag = CLIENT_MT;
   b->r = r;
   lua_rawgetp(co, LUA_REGISTRYINDEX, &client_mt_key); /* faster than a lookup by name */
   lua_setmetatable(co, -2);

@@ -15,6 +15,7 @@ enum { SOCK_MASTER, SOCK_CLIENT, SOCK_CLOSED };
 struct task;
 
 struct lsock {
+  const char *tag; /* lbind.h: lsocket_tag */
   struct sock s;
   struct task *waiter;      /* the task parked on this socket */
   int state;                /* SOCK_MASTER (not connected yet), SOCK_CLIENT, SOCK_CLOSED */
@@ -30,6 +31,8 @@ struct lsock {
   char sni[256];
 };
 
+/* The socket's type name, whose address is every socket's tag (lbind.h). */
+extern const char lsocket_tag[];
 struct lsock *lsocket_check(lua_State *L, int i);
 struct lsock *lsocket_new(lua_State *L, int family);
 /* Parks the running task until the socket is ready for events (0: until woken) or timeout. */

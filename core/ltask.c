@@ -7,10 +7,10 @@
 #include "spawn.h"
 #include "task.h"
 
-#define TASK_MT "scgi.task"
+static const char TASK_MT[] = "scgi.task"; /* its address is a task handle's tag (lbind.h) */
 
 static struct task_box *check_task(lua_State *L, int i) {
-  return (struct task_box *)luaL_checkudata(L, i, TASK_MT);
+  return (struct task_box *)lbind_check(L, i, TASK_MT, sizeof(struct task_box));
 }
 
 /* scgi.spawn(f, ...): f(...) as a task of the running request; returns the task. */
@@ -23,7 +23,8 @@ static int l_spawn(lua_State *L) {
 
 /* The results of an ended task: true, its results... or false, its error. */
 static int push_results(lua_State *L, int i) {
-  lua_getiuservalue(L, i, 1);
+  if (lua_getiuservalue(L, i, 1) != LUA_TTABLE) /* debug.setuservalue can put anything there */
+    return luaL_error(L, "the task's results are gone");
   lua_getfield(L, -1, "n");
   int n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);

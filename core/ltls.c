@@ -13,7 +13,12 @@
 #include "tls.h"
 #include "worker.h"
 
-#define SESSION_MT "scgi.ssl_session"
+static const char SESSION_MT[] = "scgi.ssl_session"; /* its address: a session's tag */
+
+struct session_box {
+  const char *tag; /* lbind.h */
+  void *session;
+};
 
 static const char *ca_file(lua_State *L) {
   return task_running(L, "TLS")->req->rt->w->srv->cfg.ca_file;
@@ -26,9 +31,8 @@ static struct lsock *check_client(lua_State *L) {
 }
 
 static void push_session(lua_State *L, struct lsock *u) {
-  void **box = (void **)lua_newuserdatauv(L, sizeof *box, 0);
-  *box = tls_session(&u->s);
-  luaL_setmetatable(L, SESSION_MT);
+  struct session_box *box = (struct session_box *)lbind_new(L, SESSION_MT, sizeof *box, 0);
+  box->session = tls_session(&u->s);
 }
 
 /* Drives the handshake; ctx 1: the caller wants the session back, 0: true. */
@@ -63,7 +67,10 @@ static int handshake_k(lua_State *L, int status, lua_KContext ctx) {
 static int tcp_sslhandshake(lua_State *L) {
   struct lsock *u = check_client(L);
   int want_session = !(lua_isboolean(L, 2) && !lua_toboolean(L, 2));
-  void **session = lua_isuserdata(L, 2) ? (void **)luaL_checkudata(L, 2, SESSION_MT) : NULL;
+  struct session_box *session =
+      lua_isuserdata(L, 2)
+          ? (struct session_box *)lbind_check(L, 2, SESSION_MT, sizeof(struct session_box))
+          : NULL;
   const char *name = luaL_optstring(L, 3, u->host[0] ? u->host : NULL);
   int verify = lua_isnoneornil(L, 4) || lua_toboolean(L, 4);
   char err[256];
@@ -77,7 +84,7 @@ static int tcp_sslhandshake(lua_State *L) {
   }
   void *ctx = tls_context_default(verify, ca_file(L), err, sizeof err);
   if (ctx == NULL) return lsocket_fail(L, err);
-  if (tls_start(&u->s, ctx, name, verify, session ? *session : NULL) < 0)
+  if (tls_start(&u->s, ctx, name, verify, session ? session->session : NULL) < 0)
     return lsocket_fail(L, u->s.tls_error);
   return handshake_k(L, LUA_OK, want_session);
 }
@@ -162,9 +169,11 @@ static int tcp_getpeerverification(lua_State *L) {
 }
 
 static int session_gc(lua_State *L) {
-  void **box = (void **)luaL_checkudata(L, 1, SESSION_MT);
-  tls_session_free(*box);
-  *box = NULL;
+  struct session_box *box =
+      (struct session_box *)lbind_test(L, 1, SESSION_MT, sizeof(struct session_box));
+  if (box == NULL) return 0; /* another value given this metatable (debug.setmetatable) */
+  tls_session_free(box->session);
+  box->session = NULL;
   return 0;
 }
 

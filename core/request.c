@@ -315,7 +315,11 @@ static int body_k(lua_State *L, int status, lua_KContext ctx) {
 /* The first frame of a request's coroutine: the handler's arguments are built here, inside the
    coroutine, so that running out of memory there is the request's error (a 500), not a panic. */
 static int request_body(lua_State *L) {
-  struct request *r = lua_touserdata(L, 1);
+  struct rt *rt = rt_self();
+  struct request *r = rt && rt->current && rt->running == L ? rt->current->req : NULL;
+  /* only as the request's first frame: debug.getinfo(level, "f") hands it out as a function */
+  if (r == NULL || r->hdrs == NULL || lua_touserdata(L, 1) != (void *)r)
+    return luaL_error(L, "the request's first frame cannot be called");
   lua_callk(L, r->rt->push_args(L, r), 0, 0, body_k);
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "lbind.h"
 #include "log.h"
 #include "request.h"
 #include "server.h"
@@ -38,9 +39,7 @@ static void unlink_task(struct request *r, struct task *t) {
 struct task *spawn_task(lua_State *L, struct task *parent, int nargs, const char *mt) {
   struct request *r = parent->req;
   /* everything that can raise comes first, while nothing is held */
-  struct task_box *b = (struct task_box *)lua_newuserdatauv(L, sizeof *b, 1);
-  b->t = NULL;
-  luaL_setmetatable(L, mt);
+  struct task_box *b = (struct task_box *)lbind_new(L, mt, sizeof *b, 1);
   lua_insert(L, -nargs - 2); /* below the function and its arguments */
   lua_pushvalue(L, -nargs - 2);
   int box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -202,6 +201,7 @@ static int timer_body_k(lua_State *L, int status, lua_KContext ctx) {
 /* Inside the job's coroutine: { f, args... } (1), their count (2) and premature (3) become
    f(premature, args...); too many arguments for the stack is that run's error. */
 static int timer_body(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE); /* debug.getinfo(level, "f") hands it out as a function */
   int n = (int)lua_tointeger(L, 2);
   luaL_checkstack(L, n + 2, "too many arguments");
   lua_rawgeti(L, 1, 1);

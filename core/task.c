@@ -28,6 +28,10 @@ static struct task **extra(lua_State *co) { return (struct task **)lua_getextras
 
 int task_holds(lua_State *co) { return *extra(co) != NULL; }
 
+int task_holds_mine(lua_State *co) {
+  return tls_rt && tls_rt->current && *extra(co) == tls_rt->current;
+}
+
 static void on_wake(struct ev_loop *loop, ev_timer *t, int revents);
 
 void task_init(struct task *t, struct request *r, lua_State *co, int ref) {
