@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "lbind.h"
 #include "log.h"
 #include "request.h"
@@ -219,14 +218,14 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
   double budget = s->cfg.timer_timeout;
-  struct request *r = request_new(rt, tm->app, atomic_fetch_add(&s->stats->next_id, 1),
-                                  budget > 0 ? clock_now() + budget : 0);
+  struct request *r = request_new(rt, tm->app, atomic_fetch_add(&s->stats->next_id, 1), 0);
   if (r == NULL) {
     slog_at(LOG_ERROR, "worker %d: timer %s dropped: out of memory", rt->w->id, tm->where);
     timer_unlink(tm);
     timer_free(tm);
     return;
   }
+  r->deadline = budget > 0 ? r->start + budget : 0; /* from its start: the logs say the budget */
   snprintf(r->method, sizeof r->method, "TIMER");
   r->uri = strdup(tm->where);
   r->timer = tm;
