@@ -201,7 +201,9 @@ static int timer_body_k(lua_State *L, int status, lua_KContext ctx) {
    f(premature, args...); too many arguments for the stack is that run's error. */
 static int timer_body(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE); /* debug.getinfo(level, "f") hands it out as a function */
-  int n = (int)lua_tointeger(L, 2);
+  lua_Integer count = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, count >= 0 && count < 1000000000, 2, "bad count");
+  int n = (int)count;
   luaL_checkstack(L, n + 2, "too many arguments");
   lua_rawgeti(L, 1, 1);
   lua_pushvalue(L, 3);
