@@ -319,9 +319,8 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
   }
   if (rt->app == NULL) {
     guard_detach(rt);
-    w->rt = NULL;
     tls_rt = NULL;
-    free(rt);
+    rt_free(w);
     return -1;
   }
   stat_set(&w->st->lua_memory, rt->mem.used);
