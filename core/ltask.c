@@ -72,6 +72,7 @@ static int add_timer(lua_State *L, double interval, const char *name) {
   luaL_argcheck(L, delay >= 0 && delay < 1e9, 1, "seconds out of range");
   if (interval >= 0) luaL_argcheck(L, delay > 0, 1, "the interval must be positive");
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_checkstack(L, 8, "too many arguments"); /* so that a run's coroutine can hold them */
   struct rt *rt = rt_self();
   struct app *app = rt && rt->current ? rt->current->req->app : rt ? rt->loading : NULL;
   if (app == NULL)
