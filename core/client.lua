@@ -1,7 +1,7 @@
 -- client.lua: the methods of scgi.client written in Lua; compiled into the C module.
 local methods = ...
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
-local concat, mtype, find = table.concat, math.type, string.find
+local concat, mtype, tointeger, find = table.concat, math.type, math.tointeger, string.find
 
 local reasons = {
   [100] = "Continue", [101] = "Switching Protocols", [200] = "OK", [201] = "Created",
@@ -34,20 +34,27 @@ local function header_line(parts, name, value)
   parts[#parts + 1] = name .. ": " .. value .. "\r\n"
 end
 
--- Writes a whole CGI response: status (a number or "404 Not Found"), headers (name -> string,
+-- Writes a whole CGI response: status (a number with an integral value, or a string of three
+-- digits and an optional reason phrase, "404 Not Found"), headers (name -> string,
 -- number or list of them) and body (nil, a string, a list of strings or an iterator function).
 function methods:respond(status, headers, body)
   local line
+  if mtype(status) == "float" and tointeger(status) then status = tointeger(status) end
   if mtype(status) == "integer" then
     if status < 100 or status > 999 then argerror(1, "respond", "status out of range") end
     line = status .. " " .. (reasons[status] or "Unknown")
   elseif type(status) == "string" then
     if find(status, "[\r\n]") then argerror(1, "respond", "status has CR or LF in it") end
+    if not find(status, "^%d%d%d$") and not find(status, "^%d%d%d ") then
+      argerror(1, "respond", "status must start with three digits, as \"404 Not Found\"")
+    end
     line = status
   elseif status == nil then
     line = "200 OK"
+  elseif type(status) == "number" then
+    argerror(1, "respond", "status out of range")
   else
-    argerror(1, "respond", "integer or string expected, got " .. type(status))
+    argerror(1, "respond", "number or string expected, got " .. type(status))
   end
   local parts = { "Status: ", line, "\r\n" }
   if headers ~= nil then

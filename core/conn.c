@@ -144,13 +144,13 @@ void conn_set_gone(struct conn *c, int err) {
   c->err = err;
 }
 
-/* Whether the web server is still there: a unix socket peer that closed shows as POLLHUP; over
-   TCP a FIN shows only as POLLRDHUP, and SCGI clients never half-close, so it counts too. */
+/* Whether the web server is still there: a reset, or a peer closed both ways (POLLERR, POLLHUP).
+   A FIN alone is a half-close, on TCP as on unix sockets (`nc -N` sends its request, shuts its
+   side and waits for the answer); a peer that closed for good is seen at the next write. */
 int conn_alive(struct conn *c) {
   if (c->gone || c->fd < 0) return 0;
-  struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
-  short gone = POLLHUP | POLLERR | (c->w->srv->lst.is_unix ? 0 : POLLRDHUP);
-  if (poll(&p, 1, 0) == 1 && (p.revents & gone)) conn_set_gone(c, EPIPE);
+  struct pollfd p = {.fd = c->fd, .events = 0};
+  if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) conn_set_gone(c, EPIPE);
   return !c->gone;
 }
 

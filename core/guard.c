@@ -34,6 +34,11 @@
    set, so reading it is async-signal-safe). */
 static __thread struct rt *guard_rt __attribute__((tls_model("initial-exec")));
 
+/* Held by the watchdog while it looks at the workers, and by whoever detaches or frees a
+   runtime: a runtime the watchdog reads is never freed under it, and no signal goes to the
+   thread of one that was detached. */
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static int guard_signal(void) { return SIGRTMIN + 1; }
 
 static void on_guard_signal(int sig) {
@@ -65,12 +70,36 @@ int guard_install(void) {
   return pthread_sigmask(SIG_UNBLOCK, &set, NULL); /* worker threads start with all blocked */
 }
 
+/* The runtime closes: the watchdog and rt_interrupt no longer read it or signal its thread, and
+   a signal already sent stays blocked there (the thread ends). */
+void guard_detach(struct rt *rt) {
+  sigset_t set;
+  pthread_mutex_lock(&watch_mu);
+  rt->detached = 1;
+  pthread_mutex_unlock(&watch_mu);
+  sigemptyset(&set);
+  sigaddset(&set, guard_signal());
+  pthread_sigmask(SIG_BLOCK, &set, NULL); /* one sent before stays pending: the thread ends */
+  guard_rt = NULL;
+}
+
+void rt_free(struct worker *w) {
+  pthread_mutex_lock(&watch_mu);
+  struct rt *rt = w->rt;
+  w->rt = NULL;
+  pthread_mutex_unlock(&watch_mu);
+  free(rt);
+}
+
 /* Stops the Lua the worker runs now, whatever its limits (the second stop signal). */
 void rt_interrupt(struct worker *w) {
+  pthread_mutex_lock(&watch_mu);
   struct rt *rt = w->rt;
-  if (rt == NULL) return;
-  atomic_store_explicit(&rt->limit_ns, 1, memory_order_relaxed);
-  pthread_kill(w->thread, guard_signal());
+  if (rt != NULL && !rt->detached) {
+    atomic_store_explicit(&rt->limit_ns, 1, memory_order_relaxed);
+    pthread_kill(w->thread, guard_signal());
+  }
+  pthread_mutex_unlock(&watch_mu);
 }
 
 static uint64_t deadline_ns(uint64_t now, double deadline) {
@@ -200,7 +229,7 @@ struct watch {
 
 static void watch_worker(struct worker *w, struct watch *ws, uint64_t now, int *busy) {
   struct rt *rt = w->rt;
-  if (rt == NULL) return;
+  if (rt == NULL || rt->detached) return;
   uint64_t start = atomic_load_explicit(&rt->resume_ns, memory_order_acquire);
   if (start == 0) return;
   *busy = 1;
@@ -246,9 +275,11 @@ static void *watchdog(void *arg) {
   while (!atomic_load(&s->guard_stop)) {
     int busy = 0;
     uint64_t now = clock_ns();
+    pthread_mutex_lock(&watch_mu);
     for (int i = 0; ws && i < s->nworkers; i++)
       watch_worker(&s->workers[i], &ws[i], now, &busy);
     accept_watch(s, now);
+    pthread_mutex_unlock(&watch_mu);
     uint64_t tick = busy ? TICK_BUSY_NS : TICK_IDLE_NS;
     struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)tick};
     nanosleep(&ts, NULL);

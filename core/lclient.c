@@ -11,21 +11,14 @@
 #include "request.h"
 #include "task.h"
 
-#define CLIENT_MT "scgi.client"
 #define CTX_SHIFT 40
 
-static const char client_mt_key = 0; /* its address keys the metatable in the registry */
+static const char CLIENT_MT[] = "scgi.client"; /* its address is the client's tag (lbind.h) */
+static const char client_mt_key = 0;           /* its address keys the metatable in the registry */
 
-/* Argument 1 as a client. Every client function has the client metatable as its upvalue 1, so
-   the check is a pointer comparison, not luaL_checkudata's registry lookup by name. */
+/* Argument 1 as a client, by its tag (lbind.h): a metatable alone can be forged. */
 static struct client_box *check_box(lua_State *L) {
-  void *p = lua_touserdata(L, 1);
-  if (p != NULL && lua_getmetatable(L, 1)) {
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (ok) return (struct client_box *)p;
-  }
-  return (struct client_box *)luaL_checkudata(L, 1, CLIENT_MT); /* raises its usual error */
+  return (struct client_box *)lbind_check(L, 1, CLIENT_MT, sizeof(struct client_box));
 }
 
 /* The live request behind argument 1; raises if the client is closed. */
@@ -33,6 +26,16 @@ static struct request *check_client(lua_State *L) {
   struct client_box *b = check_box(L);
   if (b->r == NULL) luaL_error(L, "attempt to use a closed scgi client");
   return b->r;
+}
+
+/* The request behind argument 1 when a read or write continues after its wait; NULL (with nil,
+   "closed" pushed) when the client was closed meanwhile (client:close from another task). */
+static struct request *resumed_client(lua_State *L, int status) {
+  struct client_box *b = check_box(L);
+  if (b->r != NULL || status != LUA_YIELD) return check_client(L);
+  lua_pushnil(L);
+  lua_pushliteral(L, "closed");
+  return NULL;
 }
 
 /* The running task, if it may wait on r's connection. */
@@ -52,10 +55,10 @@ static int push_closed(lua_State *L, struct conn *c) {
 }
 
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
-  struct request *r = check_client(L);
   int n = lua_gettop(L), i = (int)(ctx >> CTX_SHIFT);
+  struct request *r = resumed_client(L, status);
+  if (r == NULL) return 2;
   size_t off = (size_t)(ctx & (((lua_KContext)1 << CTX_SHIFT) - 1));
-  (void)status;
   for (; i <= n; i++, off = 0) {
     size_t len;
     const char *s = lua_tolstring(L, i, &len);
@@ -81,8 +84,8 @@ static int client_write(lua_State *L) {
 }
 
 static int flush_k(lua_State *L, int status, lua_KContext ctx) {
-  struct request *r = check_client(L);
-  (void)status;
+  struct request *r = resumed_client(L, status);
+  if (r == NULL) return 2;
   int rc = conn_flush(r->conn);
   if (rc == CONN_GONE) return push_closed(L, r->conn);
   if (rc == CONN_WAIT)
@@ -123,9 +126,9 @@ static size_t read_want(lua_State *L, struct conn *c, int mode) {
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
-  struct request *r = check_client(L);
+  struct request *r = resumed_client(L, status);
+  if (r == NULL) return 2;
   struct conn *c = r->conn;
-  (void)status;
   for (;;) {
     const char *p;
     size_t want = read_want(L, c, (int)ctx);
@@ -180,10 +183,11 @@ static int client_close(lua_State *L) {
   return 1;
 }
 
-/* __close and __gc: like close, but a no-op on a closed client. */
+/* __close and __gc: like close, but a no-op on a closed client (or another value given the
+   client's metatable). */
 static int client_gc(lua_State *L) {
-  struct client_box *b = check_box(L);
-  if (b->r) request_close(b->r);
+  struct client_box *b = (struct client_box *)lbind_test(L, 1, CLIENT_MT, sizeof *b);
+  if (b && b->r) request_close(b->r);
   return 0;
 }
 
@@ -285,6 +289,7 @@ static void push_headers(lua_State *L, struct request *r) {
    handler and its arguments (the headers table and the client); returns how many arguments. */
 int lclient_push_args(lua_State *co, struct request *r) {
   struct client_box *b = (struct client_box *)lua_newuserdatauv(co, sizeof *b, 0);
+  b->tag = CLIENT_MT;
   b->r = r;
   lua_rawgetp(co, LUA_REGISTRYINDEX, &client_mt_key); /* faster than a lookup by name */
   lua_setmetatable(co, -2);

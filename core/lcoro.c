@@ -45,10 +45,19 @@ static int resume_after(lua_State *L, lua_State *co, int nargs) {
   return 2;
 }
 
+/* The coroutine in slot idx, which debug.setlocal or debug.setupvalue may have replaced; parked:
+   the one the running task parked in (resume_k, wrap_k). */
+static lua_State *thread_at(lua_State *L, int idx, int parked) {
+  lua_State *co = lua_tothread(L, idx);
+  if (co == NULL || (parked && !task_holds_mine(co)))
+    luaL_error(L, "the coroutine was replaced (debug library)");
+  return co;
+}
+
 static int resume_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  return resume_after(L, lua_tothread(L, 1), 0);
+  return resume_after(L, thread_at(L, 1, 1), 0);
 }
 
 /* coroutine.resume(co, ...) */
@@ -60,7 +69,7 @@ static int co_resume(lua_State *L) {
     lua_pushliteral(L, "cannot resume non-suspended coroutine");
     return 2;
   }
-  if (!lua_checkstack(co, n)) {
+  if (!lua_checkstack(co, n + 1)) { /* + 1: room for an error */
     lua_pushboolean(L, 0);
     lua_pushliteral(L, "too many arguments to resume");
     return 2;
@@ -99,14 +108,14 @@ static int wrap_after(lua_State *L, lua_State *co, int nargs) {
 static int wrap_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  return wrap_after(L, lua_tothread(L, lua_upvalueindex(1)), 0);
+  return wrap_after(L, thread_at(L, lua_upvalueindex(1), 1), 0);
 }
 
 static int wrap_call(lua_State *L) {
-  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  lua_State *co = thread_at(L, lua_upvalueindex(1), 0);
   int n = lua_gettop(L);
   if (task_holds(co)) return luaL_error(L, "cannot resume non-suspended coroutine");
-  if (!lua_checkstack(co, n)) return luaL_error(L, "too many arguments to resume");
+  if (!lua_checkstack(co, n + 1)) return luaL_error(L, "too many arguments to resume");
   lua_xmove(L, co, n);
   return wrap_after(L, co, n);
 }

@@ -10,20 +10,28 @@
 #include "task.h"
 #include "worker.h"
 
-#define SHARED_MT "scgi.shared_dict"
+static const char SHARED_MT[] = "scgi.shared_dict"; /* its address: a dictionary's tag */
+static const char KEYS_MT[] = "scgi.shared_keys";   /* ... and a malloc'd block's box's */
 
 struct lshared {
+  const char *tag; /* lbind.h */
   struct shdict *d;
   struct server *srv; /* the dictionary lives while this server runs */
 };
 
 static struct shdict *check_dict(lua_State *L) {
-  struct lshared *u = (struct lshared *)luaL_checkudata(L, 1, SHARED_MT);
+  struct lshared *u = (struct lshared *)lbind_check(L, 1, SHARED_MT, sizeof(struct lshared));
   struct rt *rt = rt_self();
   if (rt == NULL || rt->w->srv != u->srv)
     luaL_error(L, "scgi.shared.%s can only be used while its server runs", u->d->name);
   return u->d;
 }
+
+/* A malloc'd block held while Lua may raise (get, keys): its __gc frees it. */
+struct block_box {
+  const char *tag; /* lbind.h */
+  char *p;
+};
 
 static const char *check_key(lua_State *L, size_t *len) {
   const char *k = luaL_checklstring(L, 2, len);
@@ -91,17 +99,19 @@ static int sh_get(lua_State *L) {
   size_t klen;
   const char *k = check_key(L, &klen);
   struct shvalue v;
+  /* a string comes as a malloc'd copy: its box frees it if pushing it raises (memory) */
+  struct block_box *box = (struct block_box *)lbind_new(L, KEYS_MT, sizeof *box, 0);
   int rc = shdict_get(d, k, klen, clock_now(), &v);
   if (rc == SH_NOT_FOUND) {
     lua_pushnil(L);
     return 1;
   }
   if (rc != SH_OK) return push_error(L, d, rc, 0);
-  char *copy = (char *)v.s;
-  if (copy) {
-    /* copy into Lua before anything can raise, then free */
-    lua_pushlstring(L, copy, v.len);
-    free(copy);
+  if (v.s) {
+    box->p = (char *)v.s;
+    lua_pushlstring(L, v.s, v.len);
+    free(box->p);
+    box->p = NULL;
     return 1;
   }
   push_value(L, &v);
@@ -173,10 +183,13 @@ static int sh_delete(lua_State *L) {
   return 1;
 }
 
+/* __gc of a box that holds a malloc'd block while Lua may raise (get, keys). */
 static int free_box(lua_State *L) {
-  char **box = (char **)lua_touserdata(L, 1);
-  free(*box);
-  *box = NULL;
+  struct block_box *box = (struct block_box *)lbind_test(L, 1, KEYS_MT, sizeof *box);
+  if (box) {
+    free(box->p);
+    box->p = NULL;
+  }
   return 0;
 }
 
@@ -187,20 +200,18 @@ static int sh_keys(lua_State *L) {
   lua_Integer max = luaL_optinteger(L, 2, 1024);
   luaL_argcheck(L, max >= 0, 2, "negative count");
   size_t n, off = 0;
-  char **box = (char **)lua_newuserdatauv(L, sizeof *box, 0); /* frees the block if Lua raises */
-  *box = NULL;
-  luaL_setmetatable(L, "scgi.shared_keys");
-  *box = shdict_keys(d, clock_now(), (size_t)max, &n);
+  struct block_box *box = (struct block_box *)lbind_new(L, KEYS_MT, sizeof *box, 0);
+  box->p = shdict_keys(d, clock_now(), (size_t)max, &n); /* the box frees it if Lua raises */
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     size_t len;
-    memcpy(&len, *box + off, sizeof len);
-    lua_pushlstring(L, *box + off + sizeof len, len);
+    memcpy(&len, box->p + off, sizeof len);
+    lua_pushlstring(L, box->p + off + sizeof len, len);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
     off += sizeof len + len;
   }
-  free(*box);
-  *box = NULL;
+  free(box->p);
+  box->p = NULL;
   return 1;
 }
 
@@ -220,7 +231,7 @@ static int sh_usage(lua_State *L) {
 }
 
 static int sh_tostring(lua_State *L) {
-  struct lshared *u = (struct lshared *)luaL_checkudata(L, 1, SHARED_MT);
+  struct lshared *u = (struct lshared *)lbind_check(L, 1, SHARED_MT, sizeof(struct lshared));
   lua_pushfstring(L, "scgi.shared.%s", u->d->name);
   return 1;
 }
@@ -240,7 +251,7 @@ void lshared_open(lua_State *L) {
     lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);
-  if (luaL_newmetatable(L, "scgi.shared_keys")) {
+  if (luaL_newmetatable(L, KEYS_MT)) {
     lua_pushcfunction(L, free_box);
     lua_setfield(L, -2, "__gc");
   }
@@ -259,9 +270,8 @@ int lshared_get(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  struct lshared *u = (struct lshared *)lua_newuserdatauv(L, sizeof *u, 0);
+  struct lshared *u = (struct lshared *)lbind_new(L, SHARED_MT, sizeof *u, 0);
   u->d = d;
   u->srv = s;
-  luaL_setmetatable(L, SHARED_MT);
   return 1;
 }

@@ -22,8 +22,10 @@
 #define POOL_IDLE 60.0 /* seconds a pooled connection may wait, by default */
 #define POOL_SIZE 30   /* pooled connections per key, by default */
 
+const char lsocket_tag[] = SOCK_MT;
+
 struct lsock *lsocket_check(lua_State *L, int i) {
-  return (struct lsock *)luaL_checkudata(L, i, SOCK_MT);
+  return (struct lsock *)lbind_check(L, i, lsocket_tag, sizeof(struct lsock));
 }
 
 struct lsock *lsocket_client(lua_State *L) {
@@ -95,13 +97,11 @@ static struct worker *worker_of(lua_State *L, const char *what) {
 
 /* A new socket (state master) of family: AF_UNSPEC, AF_INET, AF_INET6 or AF_UNIX. */
 struct lsock *lsocket_new(lua_State *L, int family) {
-  struct lsock *u = (struct lsock *)lua_newuserdatauv(L, sizeof *u, 1);
-  memset(u, 0, sizeof *u);
+  struct lsock *u = (struct lsock *)lbind_new(L, lsocket_tag, sizeof *u, 1);
   sock_init(&u->s, on_ready, u);
   u->family = family;
   u->state = SOCK_MASTER;
   u->created = clock_now();
-  luaL_setmetatable(L, SOCK_MT);
   return u;
 }
 
@@ -541,7 +541,7 @@ static int l_tcp(lua_State *L) {
 
 /* scgi.is_socket(v): whether v is a cooperative socket. */
 static int l_is_socket(lua_State *L) {
-  lua_pushboolean(L, luaL_testudata(L, 1, SOCK_MT) != NULL);
+  lua_pushboolean(L, lbind_test(L, 1, lsocket_tag, sizeof(struct lsock)) != NULL);
   return 1;
 }
 

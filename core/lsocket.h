@@ -18,6 +18,7 @@ struct task;
 
 /* The Lua userdata (its user value 1: the pool's key, host:port, unix:path or a name). */
 struct lsock {
+  const char *tag; /* lbind.h: lsocket_tag */
   struct sock s;
   struct task *waiter;      /* the task parked on this socket */
   int state;                /* SOCK_MASTER (not connected yet), SOCK_CLIENT, ... */
@@ -35,6 +36,8 @@ struct lsock {
   struct resolve_ask ask; /* a connect's lookup, then its addresses */
 };
 
+/* The socket's type name, whose address is every socket's tag (lbind.h). */
+extern const char lsocket_tag[];
 struct lsock *lsocket_check(lua_State *L, int i);
 struct lsock *lsocket_new(lua_State *L, int family);
 /* The connected socket at 1; raises for one not connected or closed by the caller; NULL with

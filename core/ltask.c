@@ -8,10 +8,10 @@
 #include "spawn.h"
 #include "task.h"
 
-#define TASK_MT "scgi.task"
+static const char TASK_MT[] = "scgi.task"; /* its address is a task handle's tag (lbind.h) */
 
 static struct task_box *check_task(lua_State *L, int i) {
-  return (struct task_box *)luaL_checkudata(L, i, TASK_MT);
+  return (struct task_box *)lbind_check(L, i, TASK_MT, sizeof(struct task_box));
 }
 
 /* scgi.spawn(f, ...): f(...) as a task of the running request; returns the task. */
@@ -24,7 +24,8 @@ static int l_spawn(lua_State *L) {
 
 /* The results of an ended task: true, its results... or false, its error. */
 static int push_results(lua_State *L, int i) {
-  lua_getiuservalue(L, i, 1);
+  if (lua_getiuservalue(L, i, 1) != LUA_TTABLE) /* debug.setuservalue can put anything there */
+    return luaL_error(L, "the task's results are gone");
   lua_getfield(L, -1, "n");
   int n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
@@ -72,6 +73,7 @@ static int add_timer(lua_State *L, double interval, const char *name) {
   luaL_argcheck(L, delay >= 0 && delay < 1e9, 1, "seconds out of range");
   if (interval >= 0) luaL_argcheck(L, delay > 0, 1, "the interval must be positive");
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_checkstack(L, 8, "too many arguments"); /* so that a run's coroutine can hold them */
   struct rt *rt = rt_self();
   if (rt && rt->loader) /* the app file loads on a thread of its own: set once it serves */
     return load_defer_timer(L, (double)delay, interval >= 0 ? (double)delay : 0);

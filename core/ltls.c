@@ -13,16 +13,20 @@
 #include "tls.h"
 #include "worker.h"
 
-#define SESSION_MT "scgi.ssl_session"
+static const char SESSION_MT[] = "scgi.ssl_session"; /* its address: a session's tag */
+
+struct session_box {
+  const char *tag; /* lbind.h */
+  void *session;
+};
 
 static const char *ca_file(lua_State *L) {
   return task_running(L, "TLS")->req->rt->w->srv->cfg.ca_file;
 }
 
 static void push_session(lua_State *L, struct lsock *u) {
-  void **box = (void **)lua_newuserdatauv(L, sizeof *box, 0);
-  *box = tls_session(&u->s);
-  luaL_setmetatable(L, SESSION_MT);
+  struct session_box *box = (struct session_box *)lbind_new(L, SESSION_MT, sizeof *box, 0);
+  box->session = tls_session(&u->s);
 }
 
 /* The handshake's result: the session (want 1) or true. */
@@ -56,9 +60,10 @@ static int handshake_k(lua_State *L, int status, lua_KContext want) {
 /* Starts TLS as u->hs_* say on the connected socket (the session to resume at 2), then drives
    the handshake. */
 static int start(lua_State *L, struct lsock *u, lua_KContext want) {
-  void **session = lua_isuserdata(L, 2) ? (void **)lua_touserdata(L, 2) : NULL;
+  struct session_box *box =
+      (struct session_box *)lbind_test(L, 2, SESSION_MT, sizeof(struct session_box));
   int rc = tls_start(&u->s, u->hs_ctx, u->hs_name[0] ? u->hs_name : NULL, u->hs_verify,
-                     session ? *session : NULL);
+                     box ? box->session : NULL);
   if (u->wrap_ctx && u->wrap_ctx == u->hs_ctx) { /* the TLS state holds it now */
     tls_context_free(u->wrap_ctx);
     u->wrap_ctx = NULL;
@@ -127,7 +132,7 @@ static int tcp_sslhandshake(lua_State *L) {
   struct lsock *u = lsocket_client(L);
   if (u == NULL) return 2;
   int want_session = !(lua_isboolean(L, 2) && !lua_toboolean(L, 2));
-  if (lua_isuserdata(L, 2)) luaL_checkudata(L, 2, SESSION_MT);
+  if (lua_isuserdata(L, 2)) lbind_check(L, 2, SESSION_MT, sizeof(struct session_box));
   size_t n = 0;
   const char *name = lua_isnoneornil(L, 3) ? u->host : lsocket_string(L, 3, &n);
   luaL_argcheck(L, n < sizeof u->hs_name, 3, "name too long");
@@ -232,9 +237,11 @@ static int tcp_getpeerverification(lua_State *L) {
 }
 
 static int session_gc(lua_State *L) {
-  void **box = (void **)luaL_checkudata(L, 1, SESSION_MT);
-  tls_session_free(*box);
-  *box = NULL;
+  struct session_box *box =
+      (struct session_box *)lbind_test(L, 1, SESSION_MT, sizeof(struct session_box));
+  if (box == NULL) return 0; /* another value given this metatable (debug.setmetatable) */
+  tls_session_free(box->session);
+  box->session = NULL;
   return 0;
 }
 

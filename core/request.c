@@ -82,10 +82,12 @@ static void request_end(struct request *r, enum request_end why, const char *det
     ev_timer_set(&r->budget, left > 0 ? left : 0., 0.);
     ev_timer_start(r->rt->w->loop, &r->budget);
   }
+  struct task *waiter = r->conn_waiter; /* a task parked in a read or write of the client */
   r->conn = NULL;
   r->conn_waiter = NULL;
   c->owner = NULL;
   conn_unwait(c);
+  if (waiter && waiter->wait == WAIT_CONN) task_wake_later(waiter); /* it answers nil, "closed" */
   if (why == END_RETURNED || why == END_CLOSED) {
     if (!conn_wrote(c) && !c->gone)
       conn_reply(c, 500,
@@ -184,8 +186,9 @@ void request_close_task(struct task *t, int reusable) {
 const char *request_describe_error(struct request *r, lua_State *co, int st) {
   struct rt *rt = r->rt;
   lua_State *L = r->app->L;
-  lua_pushvalue(co, -1);
-  lua_xmove(co, L, 1);
+  lua_xmove(co, L, 1); /* a copy for L, the original back on co: nothing grows co's stack */
+  lua_pushvalue(L, -1);
+  lua_xmove(L, co, 1);
   if (st == LUA_ERRMEM && rt->mem.limit) {
     char msg[96]; /* rounded: lua_pushfstring's %f prints 14 digits */
     snprintf(msg, sizeof msg, "not enough memory (limit %.1f MiB, in use %.1f MiB)",
@@ -314,7 +317,11 @@ static int body_k(lua_State *L, int status, lua_KContext ctx) {
 /* The first frame of a request's coroutine: the handler's arguments are built here, inside the
    coroutine, so that running out of memory there is the request's error (a 500), not a panic. */
 static int request_body(lua_State *L) {
-  struct request *r = lua_touserdata(L, 1);
+  struct rt *rt = rt_self();
+  struct request *r = rt && rt->current && rt->running == L ? rt->current->req : NULL;
+  /* only as the request's first frame: debug.getinfo(level, "f") hands it out as a function */
+  if (r == NULL || r->hdrs == NULL || lua_touserdata(L, 1) != (void *)r)
+    return luaL_error(L, "the request's first frame cannot be called");
   lua_callk(L, r->rt->push_args(L, r), 0, 0, body_k);
   return 0;
 }

@@ -25,6 +25,7 @@ enum request_end {
 
 /* The client object's box: the request, NULL once the response ended. */
 struct client_box {
+  const char *tag; /* lbind.h */
   struct request *r;
 };
 

@@ -29,8 +29,12 @@ void rt_stopping(struct worker *w);
 /* The worker is stopping now (the grace period is over): every request still running is
    stopped, and one that sent nothing gets a 503. */
 void rt_abandon(struct worker *w);
-/* Closes the runtime (after rt_abandon). */
+/* Closes the runtime (after rt_abandon), on the worker's thread: its Lua state closes and the
+   guard (its signal, the watchdog, rt_interrupt) leaves it alone from then on. The struct itself
+   stays for the other threads that may still look at it, until rt_free. */
 void rt_close(struct worker *w);
+/* Frees the closed runtime, once the worker's thread was joined. */
+void rt_free(struct worker *w);
 /* How long (ns) the worker has been in its current Lua resume, 0 if it is in none; from any
    thread. */
 unsigned long long rt_busy_since(const struct worker *w, unsigned long long now_ns);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
+#include "lbind.h"
 #include "log.h"
 #include "request.h"
 #include "server.h"
@@ -37,22 +37,27 @@ static void unlink_task(struct request *r, struct task *t) {
 
 struct task *spawn_task(lua_State *L, struct task *parent, int nargs, const char *mt) {
   struct request *r = parent->req;
-  struct task *t = calloc(1, sizeof *t);
-  if (t == NULL) {
-    lua_pushliteral(L, "not enough memory");
-    return NULL;
-  }
+  /* everything that can raise comes first, while nothing is held */
+  struct task_box *b = (struct task_box *)lbind_new(L, mt, sizeof *b, 1);
+  lua_insert(L, -nargs - 2); /* below the function and its arguments */
+  lua_pushvalue(L, -nargs - 2);
+  int box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   int ref;
   lua_State *co = app_thread(r->app, &ref);
+  int room = lua_checkstack(co, nargs + 1);
+  struct task *t = room ? calloc(1, sizeof *t) : NULL;
+  if (t == NULL) {
+    app_release_thread(r->app, co, ref, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, box_ref);
+    lua_pushstring(L, room ? "not enough memory" : "too many arguments");
+    return NULL;
+  }
   task_init(t, r, co, ref);
-  lua_xmove(L, co, nargs + 1); /* the function and its arguments */
+  lua_xmove(L, co, nargs + 1); /* the function and its arguments; the box is on top now */
   t->nargs = nargs;
-  struct task_box *b = (struct task_box *)lua_newuserdatauv(L, sizeof *b, 1);
   b->t = t;
-  luaL_setmetatable(L, mt);
-  lua_pushvalue(L, -1);
   t->box = b;
-  t->box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->box_ref = box_ref;
   link_task(r, t);
   task_wake_later(t); /* the first resume passes t->nargs (task_run takes them from there) */
   return t;
@@ -80,10 +85,13 @@ static void settle(struct task *t, int ok, int nres) {
   lua_createtable(L, nres + 1, 1);
   lua_pushboolean(L, ok);
   lua_rawseti(L, -2, 1);
-  for (int i = 0; i < nres; i++) {
-    lua_pushvalue(co, -nres + i);
+  for (int i = nres; i >= 1; i--) { /* from the top: nothing is pushed on co */
     lua_xmove(co, L, 1);
-    lua_rawseti(L, -2, i + 2);
+    lua_rawseti(L, -2, i + 1);
+  }
+  if (!ok) { /* the error stays on co's top: its to-be-closed variables get it */
+    lua_rawgeti(L, -1, 2);
+    lua_xmove(L, co, 1);
   }
   lua_pushinteger(L, nres + 1);
   lua_setfield(L, -2, "n");
@@ -189,8 +197,19 @@ static int timer_body_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+/* Inside the job's coroutine: { f, args... } (1), their count (2) and premature (3) become
+   f(premature, args...); too many arguments for the stack is that run's error. */
 static int timer_body(lua_State *L) {
-  lua_callk(L, lua_gettop(L) - 1, 0, 0, timer_body_k);
+  luaL_checktype(L, 1, LUA_TTABLE); /* debug.getinfo(level, "f") hands it out as a function */
+  lua_Integer count = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, count >= 0 && count < 1000000000, 2, "bad count");
+  int n = (int)count;
+  luaL_checkstack(L, n + 2, "too many arguments");
+  lua_rawgeti(L, 1, 1);
+  lua_pushvalue(L, 3);
+  for (int i = 1; i <= n; i++)
+    lua_rawgeti(L, 1, i + 1);
+  lua_callk(L, n + 1, 0, 0, timer_body_k);
   return 0;
 }
 
@@ -201,26 +220,23 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
   double budget = s->cfg.timer_timeout;
-  struct request *r = request_new(rt, tm->app, atomic_fetch_add(&s->stats->next_id, 1),
-                                  budget > 0 ? clock_now() + budget : 0);
+  struct request *r = request_new(rt, tm->app, atomic_fetch_add(&s->stats->next_id, 1), 0);
   if (r == NULL) {
     slog_at(LOG_ERROR, "worker %d: timer %s dropped: out of memory", rt->w->id, tm->where);
     timer_unlink(tm);
     timer_free(tm);
     return;
   }
+  r->deadline = budget > 0 ? r->start + budget : 0; /* from its start: the logs say the budget */
   snprintf(r->method, sizeof r->method, "TIMER");
   r->uri = strdup(tm->where);
   r->timer = tm;
   r->premature = tm->premature != 0;
-  lua_State *co = r->main.co;
+  lua_State *co = r->main.co; /* a fresh or finished coroutine: room for these few values */
   lua_rawgeti(co, LUA_REGISTRYINDEX, tm->ref);
-  lua_rawgeti(co, -1, 1); /* f */
+  lua_pushinteger(co, tm->nargs);
   lua_pushboolean(co, tm->premature);
-  for (int i = 1; i <= tm->nargs; i++)
-    lua_rawgeti(co, -2 - i, i + 1);
-  lua_remove(co, -tm->nargs - 3); /* the table */
-  request_start(r, timer_body, tm->nargs + 2);
+  request_start(r, timer_body, 3);
 }
 
 int timer_add(struct rt *rt, struct app *app, lua_State *L, double delay, double interval,

@@ -13,12 +13,13 @@ struct request;
 /* A spawned task's Lua handle: t is NULL once it ended; its results are then the box's first
    user value, a table { ok, ... } with n set. */
 struct task_box {
+  const char *tag; /* lbind.h */
   struct task *t;
 };
 
 /* Spawns a task of the running task's request that runs the function below the top nargs
    values of L with them as arguments; it starts on the next loop iteration. Pushes its handle
-   (a userdata of the metatable named mt). Returns the task, or NULL with an error pushed. */
+   (a userdata of type mt, lbind.h). Returns the task, or NULL with an error pushed. */
 struct task *spawn_task(lua_State *L, struct task *parent, int nargs, const char *mt);
 /* Parks me until t ends (task_wake). */
 int spawn_wait(lua_State *L, struct task *me, struct task *t, lua_KContext ctx, lua_KFunction k);

@@ -32,6 +32,10 @@ static struct task **extra(lua_State *co) { return (struct task **)lua_getextras
 
 int task_holds(lua_State *co) { return *extra(co) != NULL; }
 
+int task_holds_mine(lua_State *co) {
+  return tls_rt && tls_rt->current && *extra(co) == tls_rt->current;
+}
+
 static void on_wake(struct ev_loop *loop, ev_timer *t, int revents);
 
 void task_init(struct task *t, struct request *r, lua_State *co, int ref) {
@@ -237,7 +241,9 @@ int task_resume_coroutine(lua_State *L, lua_State *co, int nargs, int *nres, int
   if (t == NULL || rt->running != L) return lua_resume(co, L, nargs, nres);
   int again = t->depth > 0 && t->chain[t->depth - 1] == co && *extra(co) == t;
   if (!again && chain_push(t, co, !lua_isyieldable(L)) < 0) {
+    lua_pop(co, nargs); /* the error goes where the caller looks for it: on co */
     lua_pushliteral(L, "not enough memory");
+    lua_xmove(L, co, 1);
     return LUA_ERRMEM;
   }
   rt->running = co;
@@ -290,9 +296,9 @@ int rt_open(struct worker *w, char *err, size_t errlen) {
     rt->app = l ? load_wait(l, err, errlen) : NULL;
   }
   if (rt->app == NULL) {
-    w->rt = NULL;
+    guard_detach(rt);
     tls_rt = NULL;
-    free(rt);
+    rt_free(w);
     return -1;
   }
   stat_set(&w->st->lua_memory, rt->mem.used);
@@ -384,12 +390,12 @@ unsigned long long rt_busy_since(const struct worker *w, unsigned long long now_
 
 void rt_close(struct worker *w) {
   struct rt *rt = w->rt;
-  if (rt == NULL) return;
+  if (rt == NULL || rt->detached) return;
   load_cancel(rt);
   rt_abandon(w);
   upkeep_stop(rt);
   app_unref(rt->app);
-  w->rt = NULL;
+  rt->app = NULL;
+  guard_detach(rt);
   tls_rt = NULL;
-  free(rt);
 }

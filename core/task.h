@@ -80,10 +80,10 @@ struct rt {
   struct app *loading; /* the app whose file is being loaded (timers set then belong to it) */
   struct load *load, *stuck, *loader; /* load.c: in flight; abandoned; a loader's own (its rt) */
   int load_again;                     /* a reload came while one loaded: one more follows */
+  int detached;        /* closed: the guard leaves it alone (set under its watch lock) */
 };
 
 #define REQUEST_POOL 64
-
 /* The worker runtime of this thread, or NULL outside a worker. */
 struct rt *rt_self(void);
 
@@ -112,10 +112,10 @@ int task_yield_slice(lua_State *L, struct task *t, lua_KContext ctx, lua_KFuncti
    and comes back to co: *parked is then 1, and the caller yields too), or as Lua does outside of
    one. Returns lua_resume's status with the results (or the error) on co's stack. */
 int task_resume_coroutine(lua_State *L, lua_State *co, int nargs, int *nres, int *parked);
-/* Whether co is part of a running or parked task (its status is then "normal"). */
+/* Whether co is part of a running or parked task (its status is "normal"); of the running one. */
 int task_holds(lua_State *co);
+int task_holds_mine(lua_State *co);
 
-/* Between task.c and request.c. */
 void task_init(struct task *t, struct request *r, lua_State *co, int ref);
 void task_run(struct task *t, int nargs);
 void task_cancel_wait(struct task *t);
@@ -144,6 +144,8 @@ void guard_hook(lua_State *L, lua_Debug *ar);
 int guard_raise(lua_State *L);
 /* Makes every further instruction of the task's coroutines raise (a stopped request). */
 void guard_kill(struct task *t);
+/* The guard takes this thread's runtime; or leaves it alone as it closes (guard_detach). */
 int guard_install(void);
+void guard_detach(struct rt *rt);
 
 #endif

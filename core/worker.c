@@ -74,6 +74,7 @@ void worker_teardown(struct worker *w) {
 }
 
 void worker_fini(struct worker *w) {
+  rt_free(w);
   resolve_done_fini(&w->resolved);
   ev_loop_destroy(w->loop);
   w->loop = NULL;

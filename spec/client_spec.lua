@@ -89,6 +89,20 @@ describe("the client object", function()
       assert.truthy(r["body-bad"]:find("bad argument #3 to 'respond' (string, table or function expected, got boolean)", 1, true))
     end)
 
+    it("takes an integral float status; refuses a status that is not three digits", function()
+      local _, _, body, raw = H.request(srv.addr, "GET", "/respond-float")
+      assert.same({ "Status: 201 Created", "Content-Type: text/plain" }, head_lines(raw))
+      assert.equal("float", body)
+      local status, _, text = H.request(srv.addr, "GET", "/respond-bad-header")
+      assert.equal(200, status)
+      local function line(k) return text:match("%f[^\n%z]" .. k:gsub("%-", "%%-") .. "=([^\n]*)") or "" end
+      assert.truthy(line("status-float"):find("bad argument #1 to 'respond' (status out of range)", 1, true), line("status-float"))
+      assert.truthy(line("status-huge"):find("bad argument #1 to 'respond' (status out of range)", 1, true), line("status-huge"))
+      for _, k in ipairs({ "status-letters", "status-short", "status-long" }) do
+        assert.truthy(line(k):find("bad argument #1 to 'respond' (status must start with three digits", 1, true), line(k))
+      end
+    end)
+
     it("reports a bad header at the handler's line, like the other argument errors", function()
       local _, _, body = H.request(srv.addr, "GET", "/respond-bad-header")
       local line = body:match("name%-colon=([^\n]*)")
@@ -112,7 +126,7 @@ describe("the client object", function()
     assert.truthy(r["read-bad"]:find("test.lua:%d+: bad argument #1 to 'read' %(invalid format%)"), r["read-bad"])
     assert.truthy(r["read-neg"]:find("test.lua:%d+: bad argument #1 to 'read' %(negative count%)"), r["read-neg"])
     assert.truthy(r["respond-bad"]:find(
-      "test.lua:%d+: bad argument #1 to 'respond' %(integer or string expected, got table%)"), r["respond-bad"])
+      "test.lua:%d+: bad argument #1 to 'respond' %(number or string expected, got table%)"), r["respond-bad"])
     assert.equal("scgi.client (GET /misuse)", r["tostring"])
   end)
 

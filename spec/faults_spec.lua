@@ -130,7 +130,8 @@ for _, transport in ipairs({ "unix", "tcp" }) do
         assert.is_nil(log:find("wrote everything", 1, true))
       end)
 
-      it("while the handler sleeps: its next write answers nil, \"closed\"" .. how, function()
+      it("while the handler sleeps: its next write (over TCP, the one after the first bytes sent) answers nil, \"closed\""
+        .. how, function()
         local tag = "s" .. transport .. tostring(reset)
         local mark = #srv.output()
         local s = assert(H.connect(srv.addr, 10))

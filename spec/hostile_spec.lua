@@ -76,6 +76,58 @@ describe("the CPU guard against to-be-closed variables and user coroutines", fun
   end)
 end)
 
+describe("the debug library against the bindings' type checks", function()
+  local srv = H.serve("hostile.lua", { options = { ["cpu-limit"] = "1" } })
+
+  -- GET route: every line "name=false,message"; returns them by name.
+  local function calls(route)
+    local status, _, body = H.request(srv.addr, "GET", route)
+    assert.equal(200, status, route .. " answered " .. tostring(status) .. ": the process died?")
+    local out = {}
+    for name, okc, msg in body:gmatch("([%w%-]+)=(%a+),([^\n]*)") do out[name] = { okc == "true", msg } end
+    return out
+  end
+
+  it("a file handle given a client's or a task's metatable is refused: bad argument, no crash", function()
+    local r = calls("/forge-client")
+    for _, name in ipairs({ "write", "closed", "tostring" }) do
+      assert.is_false(r[name][1], name)
+      assert.matches("scgi.client expected, got another value given its metatable", r[name][2], 1, true)
+    end
+    assert.is_true(r.close[1]) -- __close (and __gc) leave such a value alone
+    r = calls("/forge-task")
+    assert.matches("scgi.task expected", r.wait[2], 1, true)
+    assert.matches("scgi.task expected", r.kill[2], 1, true)
+    assert.is_not_nil(r.uservalue) -- a table of results that is not one: no crash
+    assert.is_false(r["uservalue-userdata"][1])
+    assert.matches("the task's results are gone", r["uservalue-userdata"][2], 1, true)
+    H.hello_ok(srv.addr)
+  end)
+
+  it("... a shared dictionary's, a socket's, a TLS session's or a block box's (their __gc too)", function()
+    local r = calls("/forge-shared")
+    assert.matches("scgi.shared_dict expected", r.get[2], 1, true)
+    assert.is_true(r["keys-box"][1])
+    r = calls("/forge-socket")
+    assert.matches("scgi.socket expected", r.send[2], 1, true)
+    assert.matches("scgi.socket expected", r.close[2], 1, true)
+    assert.is_true(r.session[1])
+    H.sleep(0.2)
+    H.hello_ok(srv.addr)
+    assert.is_true(srv.alive())
+  end)
+
+  it("the request's first frame (debug.getinfo) and a wrap whose coroutine was replaced raise", function()
+    local r = calls("/forge-frames")
+    assert.is_false(r["first-frame"][1])
+    assert.matches("cannot be called", r["first-frame"][2], 1, true)
+    assert.is_false(r["first-frame-nothing"][1])
+    assert.is_false(r["wrap-upvalue"][1])
+    assert.matches("the coroutine was replaced", r["wrap-upvalue"][2], 1, true)
+    H.hello_ok(srv.addr)
+  end)
+end)
+
 describe("server calls where none belong", function()
   after_each(H.cleanup)
 

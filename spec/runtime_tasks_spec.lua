@@ -290,6 +290,35 @@ describe("tasks: scgi.spawn, scgi.wait, scgi.kill", function()
     assert.equal("held\n", body)
   end)
 
+  it("a task spawned with 100 and 5,000 arguments gets them all; the worker serves on", function()
+    for _, n in ipairs({ 100, 5000 }) do
+      local r = H.call(srv.addr, "/task/many-args", { n = n })
+      assert.same({ n = 3, true, n, n * (n + 1) // 2 }, r.waited)
+    end
+    H.hello_ok(srv.addr)
+  end)
+
+  it("client:close() wakes a task parked in client:read or client:write at once: nil, \"closed\"", function()
+    for _, what in ipairs({ "read", "write" }) do
+      local name = "close-" .. what
+      local u = H.uri("/task/close-wakes", { name = name, what = what })
+      local s = assert(H.connect(srv.addr, 10))
+      -- a body of 100 bytes announced, none sent: the read waits
+      local head = H.encode(H.nginx_headers("POST", u), ("b"):rep(100))
+      assert(s:send(head))
+      if what == "write" then H.sleep(0.5) end -- not reading: the write parks
+      local raw, err, partial = s:receive("*a")
+      s:close()
+      assert.is_truthy(raw or partial, err)
+      local r = H.wait_for(function() return H.call(srv.addr, "/task/woken", { name = name }).r end, 5,
+        "the task parked in client:" .. what .. " to end")
+      assert.same({ true, nil, "closed" }, { r[1], r[2], r[3] })
+      assert.equal(4, r.n)
+      assert.is_true(r[4] < 2, ("client:%s waited %.2f s"):format(what, r[4]))
+    end
+    H.hello_ok(srv.addr)
+  end)
+
   it("scgi.spawn outside a request (the app file's main chunk) raises", function()
     local r = H.call(srv.addr, "/task/at-load")
     assert.is_false(r.r[1])

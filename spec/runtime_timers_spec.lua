@@ -84,6 +84,16 @@ describe("scgi.timer from a request", function()
     H.hello_ok(srv.addr)
   end)
 
+  it("a timer set with 300 and 5,000 arguments gets them all; the worker serves on", function()
+    for _, n in ipairs({ 300, 5000 }) do
+      local r = H.call(srv.addr, "/timer/many-args", { key = "many" .. n, n = n })
+      assert.same({ n = 1, true }, r.r)
+      local rec = wait_record(srv, "many" .. n)
+      assert.same({ premature = false, n = n, sum = n * (n + 1) // 2 }, rec)
+    end
+    H.hello_ok(srv.addr)
+  end)
+
   it("checks its arguments: a negative delay, no function, an every of 0 s", function()
     local r = H.call(srv.addr, "/timer/bad")
     -- (the function's name in the message is what Lua finds: scgi.timer or scgi.core.timer)
@@ -113,6 +123,16 @@ describe("timers set at load time", function()
     H.wait_for(function()
       return (get(srv, "load-every:0") or 0) >= 3 and (get(srv, "load-every:1") or 0) >= 3
     end, 5, "three runs of the every in each worker")
+  end)
+end)
+
+describe("a timer set at load time with 300 arguments", function()
+  local srv = H.serve("runtime_timers.lua", { workers = 1, env = "TIMERS_MANY_ARGS=300", args = { SHARED } })
+
+  it("runs with all of them", function()
+    local rec = wait_record(srv, "many-args:0")
+    assert.same({ premature = false, n = 300, sum = 300 * 301 // 2 }, rec)
+    H.hello_ok(srv.addr)
   end)
 end)
 

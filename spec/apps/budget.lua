@@ -176,6 +176,26 @@ routes["/sleep-then-closed"] = function(headers, client)
   results[q.id or "-"] = r
 end
 
+-- Sleeps ?s= seconds, then writes and flushes a byte every 0.05 s (at most 20 times) until one
+-- fails; records under ?id= how many went through, the error and what client:closed() says.
+routes["/sleep-then-writes"] = function(headers, client)
+  local q = query(headers)
+  scgi.sleep(tonumber(q.s) or 1)
+  local r = { writes_ok = 0 }
+  client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+  for _ = 1, 20 do
+    local w, e = client:write("x")
+    local f, fe = client:flush()
+    if not (w and f) then
+      r.err, r.closed = e or fe, client:closed()
+      break
+    end
+    r.writes_ok = r.writes_ok + 1
+    scgi.sleep(0.05)
+  end
+  results[q.id or "-"] = r
+end
+
 routes["/result"] = function(headers, client)
   local r = results[query(headers).id or "-"]
   ok(client, r and serialise(r) or "return nil")

@@ -63,8 +63,18 @@ routes["/respond-bad-header"] = function(_, client)
   R.try(out, "value-lf", function() client:respond(200, { ["X-Ok"] = "a\nInjected: 1" }, "") end)
   R.try(out, "status-crlf", function() client:respond("200 OK\r\nInjected: 1", {}, "") end)
   R.try(out, "status-range", function() client:respond(99, {}, "") end)
+  R.try(out, "status-float", function() client:respond(200.5, {}, "") end)
+  R.try(out, "status-huge", function() client:respond(1e300, {}, "") end)
+  R.try(out, "status-letters", function() client:respond("abc", {}, "") end)
+  R.try(out, "status-short", function() client:respond("20 OK", {}, "") end)
+  R.try(out, "status-long", function() client:respond("2000", {}, "") end)
   R.try(out, "body-bad", function() client:respond(200, {}, true) end)
   client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n", table.concat(out, "\n"))
+end
+
+-- An integral float status is taken as its integer.
+routes["/respond-float"] = function(_, client)
+  client:respond(201.0, { ["Content-Type"] = "text/plain" }, "float")
 end
 
 -- Numbers written with write() and a nil status in respond().

@@ -51,6 +51,14 @@ routes["/sleep-then-write"] = function(headers, client)
   core.sleep((tonumber(q.ms) or 300) / 1000)
   local r, err, code = client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nwoke\n")
   if r then r, err, code = client:flush() end
+  -- over TCP a web server that closed shows as a FIN only, as a half-close does: the first bytes
+  -- sent get its reset, and the write after them says closed
+  for _ = 1, 5 do
+    if not r then break end
+    core.sleep(0.05)
+    r, err, code = client:write("more\n")
+    if r then r, err, code = client:flush() end
+  end
   note("sleep-then-write ", q.tag or "", ": ", r and "written" or ("write failed: " .. tostring(err) .. " " .. tostring(code)))
 end
 

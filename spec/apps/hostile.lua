@@ -48,6 +48,93 @@ routes["/generator-loop"] = function(_, client)
   ok(client, "survived " .. #out)
 end
 
+---- the debug library against the bindings' checks: each route gives a file handle (a
+---- userdata of io's) a binding's metatable, or calls a binding's internals, and answers what
+---- the calls gave (the process must live)
+
+-- A fresh file handle with the metatable registered under name.
+local function forged(name)
+  local f = assert(io.tmpfile())
+  debug.setmetatable(f, debug.getregistry()[name])
+  return f
+end
+
+-- Answers "name=ok,message" lines for the calls in the table.
+local function answer_calls(client, calls)
+  local out = {}
+  for _, c in ipairs(calls) do
+    local okc, err = pcall(c[2])
+    out[#out + 1] = c[1] .. "=" .. tostring(okc) .. "," .. tostring(err)
+  end
+  collectgarbage()
+  collectgarbage()
+  ok(client, table.concat(out, "\n") .. "\n")
+end
+
+routes["/forge-client"] = function(_, client)
+  answer_calls(client, {
+    { "write", function() return client.write(forged("scgi.client"), "x") end },
+    { "closed", function() return client.closed(forged("scgi.client")) end },
+    { "tostring", function() return tostring(forged("scgi.client")) end },
+    { "close", function() local f <close> = forged("scgi.client") end },
+  })
+end
+
+routes["/forge-task"] = function(_, client)
+  answer_calls(client, {
+    { "wait", function() return scgi.wait(forged("scgi.task")) end },
+    { "kill", function() return scgi.kill(forged("scgi.task")) end },
+    { "uservalue", function()
+      local t = scgi.spawn(function() return 1 end)
+      scgi.wait(t)
+      debug.setuservalue(t, setmetatable({}, { __index = function() return 3 end }), 1)
+      return scgi.wait(t)
+    end },
+    { "uservalue-userdata", function()
+      local t = scgi.spawn(function() return 1 end)
+      scgi.wait(t)
+      local f = io.tmpfile()
+      debug.setmetatable(f, { __index = function() return 3 end })
+      debug.setuservalue(t, f, 1)
+      return scgi.wait(t)
+    end },
+  })
+end
+
+routes["/forge-shared"] = function(_, client)
+  local mt = debug.getregistry()["scgi.shared_dict"]
+  answer_calls(client, {
+    { "get", function() return mt.__index.get(forged("scgi.shared_dict"), "k") end },
+    { "keys-box", function() forged("scgi.shared_keys") end },
+  })
+end
+
+routes["/forge-socket"] = function(_, client)
+  local mt = debug.getregistry()["scgi.socket"]
+  answer_calls(client, {
+    { "send", function() return mt.__index.send(forged("scgi.socket"), "x") end },
+    { "close", function() return mt.__index.close(forged("scgi.socket")) end },
+    { "session", function() forged("scgi.ssl_session") end },
+  })
+end
+
+-- The C function at the bottom of the handler's stack (the request's first frame), called again.
+routes["/forge-frames"] = function(_, client)
+  local first
+  for level = 2, 50 do
+    local info = debug.getinfo(level, "fS")
+    if not info then break end
+    if info.what == "C" then first = info.func end
+  end
+  local w = coroutine.wrap(function() return 1 end)
+  debug.setupvalue(w, 1, "not a coroutine")
+  answer_calls(client, {
+    { "first-frame", function() return first(io.stdout) end },
+    { "first-frame-nothing", function() return first() end },
+    { "wrap-upvalue", function() return w() end },
+  })
+end
+
 routes["/loop"] = function() while true do end end
 
 routes["/gc-loop"] = function(_, client)

@@ -194,6 +194,19 @@ routes["/task/results"] = function(_, client)
     type = type(t) })
 end
 
+-- ?n=: a task spawned with n arguments (1..n) sums them; what wait gave.
+routes["/task/many-args"] = function(headers, client)
+  local n = tonumber(C.query(headers).n) or 100
+  local list = {}
+  for i = 1, n do list[i] = i end
+  local t = scgi.spawn(function(...)
+    local sum = 0
+    for i = 1, select("#", ...) do sum = sum + select(i, ...) end
+    return select("#", ...), sum
+  end, table.unpack(list))
+  answer(client, { waited = pack(scgi.wait(t)) })
+end
+
 -- A task starts on the next loop turn: what it recorded before and after the handler's first
 -- wait, and scgi.spawn's argument check.
 routes["/task/starts-later"] = function(_, client)
@@ -363,6 +376,38 @@ routes["/kept"] = function(headers, client)
   answer(client, { tostring = tostring(t), wait = pack(pcall(scgi.wait, t)),
     kill = pack(pcall(scgi.kill, t)) })
 end
+
+-- What /task/close-wakes recorded, by ?name= (nil until its task ended).
+local woken = {}
+
+-- ?name=&what=read|write: with no budget (client:budget(0)), a task parks in client:read (the
+-- body never comes) or client:write (the web server does not read); the handler closes the
+-- client; what the task's call returned, and how long it waited, go under name.
+routes["/task/close-wakes"] = function(headers, client)
+  local q = C.query(headers)
+  client:budget(0)
+  local t = scgi.spawn(function()
+    if q.what == "write" then
+      client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+      local big = ("w"):rep(1048576)
+      for _ = 1, 64 do
+        local t0 = scgi.now()
+        local ok, err = client:write(big)
+        if not ok then return ok, err, scgi.now() - t0 end
+      end
+      return "all written"
+    end
+    local t0 = scgi.now()
+    local data, err = client:read("a")
+    return data, err, scgi.now() - t0
+  end)
+  scgi.sleep(0.3)
+  if q.what ~= "write" then client:write("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nclosed") end
+  client:close()
+  woken[q.name] = pack(scgi.wait(t))
+end
+
+routes["/task/woken"] = function(headers, client) answer(client, { r = woken[C.query(headers).name] }) end
 
 -- A task that runs without end: the CPU guard stops the task; the handler answers.
 routes["/task/loop"] = function(_, client)

@@ -53,6 +53,19 @@ if os.getenv("TIMERS_AT_LOAD") then
   }
 end
 
+-- At load time (TIMERS_MANY_ARGS=N): a timer with N arguments (1..N) records how many it got
+-- and their sum.
+if os.getenv("TIMERS_MANY_ARGS") then
+  local n, list = tonumber(os.getenv("TIMERS_MANY_ARGS")), {}
+  for i = 1, n do list[i] = i end
+  local id = scgi.worker().id
+  assert(scgi.timer(0.01, function(premature, ...)
+    local sum = 0
+    for i = 1, select("#", ...) do sum = sum + select(i, ...) end
+    record("many-args:" .. id, { premature = premature, n = select("#", ...), sum = sum })
+  end, table.unpack(list)))
+end
+
 local routes = {}
 
 routes["/hello"] = function(_, client) R.ok(client, "Hello world\n") end
@@ -167,6 +180,19 @@ routes["/timer/many"] = function(headers, client)
   local out = {}
   for i = 1, tonumber(q.n) or 1 do out[i] = pack(set(tonumber(q.delay) or 0.2, function() end)) end
   answer(client, { r = out })
+end
+
+-- ?key=&n=: a timer with n arguments (1..n) records how many it got and their sum.
+routes["/timer/many-args"] = function(headers, client)
+  local q = C.query(headers)
+  local n, list = tonumber(q.n), {}
+  for i = 1, n do list[i] = i end
+  local r = pack(scgi.timer(0, function(premature, ...)
+    local sum = 0
+    for i = 1, select("#", ...) do sum = sum + select(i, ...) end
+    record(q.key, { premature = premature, n = select("#", ...), sum = sum })
+  end, table.unpack(list)))
+  answer(client, { r = r })
 end
 
 -- ?key=&pause=: a timer that sleeps ?pause= seconds (past --timer-timeout); its <close> records

@@ -96,6 +96,23 @@ routes["/misuse"] = function()
   return ok1, e1, ok2, e2, scgi.shared.nope == nil, tostring(scgi.shared.cache)
 end
 
+-- With --shared big:SIZE and --memory-limit: stores a value of ?mb= MiB once, then fills the
+-- heap with ?fill= MiB (in 1 MiB strings) so that reading the value back runs out of memory; what the get gave.
+routes["/get-no-memory"] = function(q)
+  local d = scgi.shared.big
+  if not d:get("ready") then
+    assert(d:set("v", ("v"):rep(tonumber(q.mb) * 1048576)))
+    assert(d:set("ready", true))
+    collectgarbage()
+  end
+  local filler = {}
+  for i = 1, tonumber(q.fill) do filler[i] = ("f"):rep(1048576 - 64) .. i end
+  local ok, err = pcall(d.get, d, "v")
+  filler = nil
+  collectgarbage()
+  return ok, err
+end
+
 local handlers = {}
 for path, route in pairs(routes) do
   handlers[path] = function(headers, client) answer(client, route(R.query(headers))) end
