@@ -126,3 +126,33 @@ end
     assert.equal(0, srv.stop())
   end)
 end)
+
+describe("a clean stop after a slow worker stop", function()
+  after_each(H.cleanup)
+
+  -- The worker is in a blocking C call through the whole --grace: it never gets to stop
+  -- accepting itself, and the main thread's stop of accepting ran once at SIGTERM already.
+  for _, master in ipairs({ true, false }) do
+    it("logs no accept error" .. (master and "" or " (--no-master)"), function()
+      local dir = H.tmpdir()
+      H.write_file(dir .. "/app.lua", ([[
+return function(_, client)
+  io.open("%s/in", "w"):close()
+  os.execute("sleep 1.5")
+  client:write("Status: 200 OK\r\n\r\nok\n")
+end
+]]):format(dir))
+      local srv = H.start(dir .. "/app.lua", { dir = dir, options = { grace = "0.3" },
+        args = master and {} or { "--no-master" } })
+      local s = H.send_get(srv.addr, "/")
+      H.wait_for(function() return H.exists(dir .. "/in") end, 5, "the handler to run")
+      srv.kill("TERM")
+      srv.wait(10)
+      s:close()
+      local out = srv.output()
+      assert.truthy(out:find("grace period of 0.3 s is over", 1, true), out)
+      assert.is_nil(out:find("Invalid argument", 1, true), out)
+      assert.is_nil(out:find("accept:", 1, true), out)
+    end)
+  end
+end)
