@@ -152,6 +152,36 @@ describe("the supervisor", function()
     assert.is_false(H.exists(dir .. "/pid"))
   end)
 
+  it("a second instance on the socket of one whose listen queue is full says so at once", function()
+    local srv = H.start("crash.lua", { options = { backlog = "1" } })
+    local kid = pid_of(srv)
+    os.execute("kill -STOP " .. kid)
+    -- fill the listen queue: a connect that would block means it is full
+    local unix = require "socket.unix"
+    local clients = {}
+    for _ = 1, 8 do
+      local c = unix()
+      c:settimeout(0.2)
+      if not c:connect(srv.addr) then
+        c:close()
+        break
+      end
+      clients[#clients + 1] = c
+    end
+    local t0 = H.now()
+    local second = H.start("crash.lua", { dir = H.tmpdir(), socket = srv.addr, expect_fail = true })
+    local ok, code = pcall(second.wait, 5)
+    local took = H.now() - t0
+    if not ok then H.kill(second) end
+    os.execute("kill -CONT " .. kid)
+    for _, c in ipairs(clients) do c:close() end
+    assert.is_true(ok, "the second instance still ran after " .. took .. " s")
+    assert.equal(1, code)
+    assert.truthy(second.output():find("address in use: a server is answering on", 1, true),
+      second.output())
+    assert.equal(0, srv.stop())
+  end)
+
   it("--no-master serves in one process", function()
     local srv = H.start("crash.lua", { args = { "--no-master" } })
     assert.same({}, children(srv.pid))
