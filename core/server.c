@@ -54,17 +54,24 @@ static void on_hard_stop(struct ev_loop *loop, ev_timer *t, int revents) {
 }
 
 /* SIGTERM or SIGINT: stop accepting, let requests finish (--grace); a second signal stops at
-   once: the guard stops the Lua each worker runs, and after a second the process exits
-   regardless. In a serving process they only ever drain; the supervisor's SIG_STOP_NOW stops it
-   at once. */
+   once, unless it came within STOP_TOGETHER of the first (then it is the same stop): the guard
+   stops the Lua each worker runs, and after a second the process exits regardless. In a serving
+   process they only ever drain; the supervisor's SIG_STOP_NOW stops it at once. */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
   struct server *s = sig->signum == SIGTERM  ? server_of(sig, offsetof(struct server, sig_term))
                      : sig->signum == SIGINT ? server_of(sig, offsetof(struct server, sig_int))
                                              : server_of(sig, offsetof(struct server, sig_now));
   int now = sig->signum == SIG_STOP_NOW || (s->stopping && !s->serving);
   (void)revents;
+  if (now && sig->signum != SIG_STOP_NOW && s->stopping == 1 &&
+      clock_now() - s->stop_time < STOP_TOGETHER) {
+    slog("%s %.0f ms after the first stop signal: the same graceful stop", strsignal(sig->signum),
+         (clock_now() - s->stop_time) * 1000);
+    return;
+  }
   if (!s->stopping) {
     s->stopping = 1;
+    s->stop_time = clock_now();
     listener_unlink(&s->lst);
     accept_stop(s);
     wake_all(s, 1);

@@ -43,8 +43,9 @@ struct super {
   int argc;
   char **argv;
   int nprocs, nworkers, nslots, generation;
-  int stopping; /* 1: draining, 2: at once */
-  int startup;  /* the first generation is not all ready yet */
+  int stopping;     /* 1: draining, 2: at once */
+  double stop_time; /* the first stop signal (monotonic) */
+  int startup;      /* the first generation is not all ready yet */
   int upgrading;
   int status; /* the exit status */
   int quick_deaths;
@@ -296,7 +297,8 @@ static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents) {
 }
 
 /* SIGTERM or SIGINT: new clients are refused at once, the serving processes drain (--grace); a
-   second signal tells them to stop at once. */
+   second signal tells them to stop at once, unless it came within STOP_TOGETHER of the first
+   (a signal to the supervisor and then to its group, or the other way round: one stop). */
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents) {
   struct super *sp = w->signum == SIGTERM
                          ? (struct super *)((char *)w - offsetof(struct super, sig_term))
@@ -304,6 +306,12 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents) {
   struct server *s = sp->s;
   (void)revents;
   if (sp->stopping >= 2) return;
+  if (sp->stopping == 1 && clock_now() - sp->stop_time < STOP_TOGETHER) {
+    slog("%s %.0f ms after the first stop signal: the same graceful stop", strsignal(w->signum),
+         (clock_now() - sp->stop_time) * 1000);
+    return;
+  }
+  if (sp->stopping == 0) sp->stop_time = clock_now();
   sp->stopping++;
   for (int i = 0; i < sp->nslots; i++)
     sp->kids[i].draining = 1;
