@@ -320,6 +320,8 @@ static int open_stats(struct server *s, char *err, size_t errlen) {
       snprintf(err, errlen, "--serving: not the supervisor's figures table");
       return -1;
     }
+    s->stats_shape[0] = (int)s->stats->nprocs; /* before any app code could write the header */
+    s->stats_shape[1] = (int)s->stats->nworkers;
   } else if ((s->stats = stats_table_new(1, s->nworkers, NULL)) == NULL) {
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -452,7 +454,10 @@ fail:
   free(s->workers);
   s->workers = NULL;
   if (s->stats) stat_set(&stats_proc(s->stats, s->stats_slot)->pid, 0);
-  stats_table_free(s->stats);
+  if (s->serving)
+    stats_table_unmap(s->stats, s->stats_shape[0], s->stats_shape[1]);
+  else
+    stats_table_free(s->stats);
   s->stats = NULL;
   /* why it failed goes to stderr (main.c) and, with --log-file, to the log too: an upgrade's new
      serving process that cannot load the app says so where the operator looks */

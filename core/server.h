@@ -54,6 +54,7 @@ struct server {
   struct stats_web web;      /* --stats (not in a serving process: its supervisor has it) */
   struct stats_table *stats; /* the figures; shared with the supervisor in a serving process */
   int stats_slot;            /* this process's slot in it */
+  int stats_shape[2];        /* serving: its processes and workers, as attached (for unmapping) */
   int serving;               /* a serving process under the supervisor */
   long pid;                  /* this process (for the JSON access log) */
   int ready_fd;              /* serving: written once the workers serve, then closed */

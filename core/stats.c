@@ -203,7 +203,7 @@ void stats_request_done(struct worker *w, const struct request_record *r) {
 
 /* ---- the table ---- */
 
-#define TABLE_MAGIC 0x5c63u /* changes with the layout */
+#define TABLE_MAGIC 0x5c64u /* changes with the layout */
 
 static size_t table_size(int nprocs, int nworkers) {
   return sizeof(struct stats_table) + (size_t)nprocs * sizeof(struct proc_stats) +
@@ -253,6 +253,10 @@ void stats_table_free(struct stats_table *t) {
     munmap(t, t->size);
   else
     free(t);
+}
+
+void stats_table_unmap(struct stats_table *t, int nprocs, int nworkers) {
+  if (t) munmap(t, table_size(nprocs, nworkers));
 }
 
 struct proc_stats *stats_proc(struct stats_table *t, int proc) {

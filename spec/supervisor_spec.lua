@@ -103,6 +103,31 @@ describe("the supervisor", function()
     assert.equal(0, srv.stop())
   end)
 
+  it("a second SIGUSR2 while the last upgrade's old process drains waits for it; upgrades go on", function()
+    local srv = H.start("crash.lua", { options = { grace = "10" } })
+    local old = pid_of(srv)
+    local s = H.send_get(srv.addr, "/slow?s=5")
+    H.sleep(0.3)
+    local serves = "upgrade: 1 new serving process serves"
+    srv.kill("USR2")
+    local t0 = H.now()
+    H.wait_for(function() return H.count(srv.output(), serves) == 1 end, 10, "the first upgrade")
+    H.sleep(math.max(0, 0.5 - (H.now() - t0)))
+    srv.kill("USR2")
+    local raw = s:receive("*a") -- the old process's request is answered; it ends
+    s:close()
+    assert.equal("slow " .. old .. "\n", select(3, H.parse(raw)))
+    H.wait_for(function() return H.count(srv.output(), serves) == 2 end, 15, "the waiting upgrade")
+    srv.kill("USR2")
+    H.wait_for(function() return H.count(srv.output(), serves) == 3 end, 15, "a later upgrade")
+    local out = srv.output()
+    assert.truthy(out:find("upgrade: waiting for the old serving processes of the last upgrade", 1, true), out)
+    assert.is_nil(out:find("not now", 1, true), out)
+    H.wait_for(function() return #children(srv.pid) == 1 end, 10, "one serving process")
+    H.hello_ok(srv.addr)
+    assert.equal(0, srv.stop())
+  end)
+
   it("SIGTERM lets the requests in flight finish, then exits 0", function()
     local srv = H.start("crash.lua")
     local s = H.send_get(srv.addr, "/slow?s=1")
@@ -182,6 +207,35 @@ describe("the supervisor", function()
     assert.equal(0, srv.stop())
   end)
 
+  it("trusts its own copy of the figures table's shape, not the header a serving process can write", function()
+    local dir = H.tmpdir()
+    -- a handler that overwrites the shared table's header (nprocs, nworkers, shared) through
+    -- /proc/self/mem, as any code in a serving process could
+    H.write_file(dir .. "/app.lua", [[
+return function(_, client)
+  local start
+  for line in io.lines("/proc/self/maps") do
+    if line:find("scgi-lua-stats", 1, true) then start = tonumber(line:match("^(%x+)"), 16) break end
+  end
+  local f = assert(io.open("/proc/self/mem", "r+b"))
+  assert(f:seek("set", start + 4))
+  assert(f:write(string.pack("<I4I4I4", 0x7fffffff, 0x7fffffff, 0)))
+  f:close()
+  client:write("Status: 200 OK\r\n\r\ndone\n")
+end
+]])
+    local srv = H.start(dir .. "/app.lua", { dir = dir, args = { "--stats", dir .. "/stats.sock" } })
+    assert.equal(200, (H.scgi_get(srv.addr, "/")))
+    local status, _, body = H.get_stats(dir .. "/stats.sock", "/")
+    assert.equal(200, status)
+    local st = H.json_decode(body)
+    assert.equal(1, #st.processes)
+    assert.equal(1, #st.workers)
+    assert.equal(200, (H.get_stats(dir .. "/stats.sock", "/metrics")))
+    assert.equal(200, (H.get_stats(dir .. "/stats.sock", "/text")))
+    assert.equal(0, srv.stop(), srv.output())
+  end)
+
   it("--no-master serves in one process", function()
     local srv = H.start("crash.lua", { args = { "--no-master" } })
     assert.same({}, children(srv.pid))
@@ -212,5 +266,108 @@ describe("the supervisor", function()
       return
     end
     orphan_stops({ options = { user = "nobody", group = "nogroup" } })
+  end)
+end)
+
+-- Clock ticks (1/100 s) of CPU a process has used.
+local function cpu_ticks(pid)
+  local stat = H.read_file("/proc/" .. pid .. "/stat") or ""
+  local fields = H.lines(stat:gsub("^.*%) ", ""):gsub(" ", "\n"))
+  return tonumber(fields[12]) + tonumber(fields[13])
+end
+
+-- n idle TCP clients of host:port (connected, sending nothing).
+local function idle_clients(port, n)
+  local socket = require "socket"
+  local list = {}
+  for _ = 1, n do
+    local c = socket.tcp()
+    c:settimeout(2)
+    assert(c:connect("127.0.0.1", port))
+    list[#list + 1] = c
+  end
+  return list
+end
+
+local function close_all(list)
+  for _, c in ipairs(list) do c:close() end
+end
+
+describe("the supervisor out of descriptors", function()
+  after_each(H.cleanup)
+
+  it("--stats holds at most 64 connections: 300 idle clients neither spin it nor stop a respawn", function()
+    local port = H.free_port()
+    local srv = H.start("crash.lua", { workers = 2, env = "ulimit -n 256;",
+      options = { stats = "127.0.0.1:" .. port } })
+    local first = pid_of(srv)
+    local clients = idle_clients(port, 300)
+    -- the ones past 64 are closed at once
+    local closed = H.wait_for(function()
+      local n = 0
+      for _, c in ipairs(clients) do
+        c:settimeout(0)
+        local _, err = c:receive(1)
+        if err == "closed" then n = n + 1 end
+      end
+      return n >= 300 - 64 and n
+    end, 5, "the clients past 64 to be closed")
+    assert.equal(300 - 64, closed)
+    local t0 = cpu_ticks(srv.pid)
+    H.sleep(1)
+    local used = cpu_ticks(srv.pid) - t0
+    assert.is_true(used < 20, "the supervisor used " .. used .. " ticks of CPU in 1 s")
+    os.execute("kill -KILL " .. first)
+    H.wait_for(function()
+      local ok, pid = pcall(pid_of, srv)
+      return ok and pid ~= first
+    end, 5, "a new serving process")
+    close_all(clients)
+    H.wait_for(function() return (H.get_stats("127.0.0.1:" .. port, "/")) == 200 end, 5, "stats")
+    assert.equal(0, srv.stop())
+  end)
+
+  it("pauses --stats on EMFILE and retries a serving process it cannot start, and says so", function()
+    local port = H.free_port()
+    local srv = H.start("crash.lua", { env = "ulimit -n 40;", options = { stats = "127.0.0.1:" .. port } })
+    local first = pid_of(srv)
+    local mark = #srv.output()
+    local clients = idle_clients(port, 60)
+    H.wait_log(srv, mark, "stats: cannot accept: Too many open files; pausing")
+    local t0 = cpu_ticks(srv.pid)
+    H.sleep(1)
+    local used = cpu_ticks(srv.pid) - t0
+    os.execute("kill -KILL " .. first)
+    H.wait_log(srv, mark, "cannot make a pipe: Too many open files; trying again in 1 s")
+    close_all(clients)
+    H.wait_for(function()
+      local ok, pid = pcall(pid_of, srv)
+      return ok and pid ~= first
+    end, 10, "a new serving process")
+    assert.is_true(used < 20, "the supervisor used " .. used .. " ticks of CPU in 1 s")
+    local _, _, body = H.get_stats("127.0.0.1:" .. port, "/")
+    assert.is_true(H.json_decode(body).spawn_failures >= 1, body)
+    local _, _, metrics = H.get_stats("127.0.0.1:" .. port, "/metrics")
+    assert.truthy(metrics:find("\nscgi_spawn_failures_total [1-9]"), metrics)
+    assert.equal(1, H.count(srv.output(), "stats: cannot accept"), srv.output())
+    assert.equal(0, srv.stop())
+  end)
+
+  it("retries when the program file is gone for a moment (a deploy), and says why", function()
+    local dir = H.tmpdir()
+    local copy = dir .. "/scgi-lua"
+    os.execute("cp " .. H.quote(H.program) .. " " .. H.quote(copy))
+    local srv = H.start("crash.lua", { dir = dir, program = copy })
+    local first = pid_of(srv)
+    local mark = #srv.output()
+    os.rename(copy, copy .. ".away")
+    os.execute("kill -KILL " .. first)
+    H.wait_log(srv, mark, "cannot run the program file " .. copy .. ": No such file or directory")
+    os.rename(copy .. ".away", copy)
+    H.wait_for(function()
+      local ok, pid = pcall(pid_of, srv)
+      return ok and pid ~= first
+    end, 15, "a new serving process")
+    assert.equal(0, srv.stop())
   end)
 end)
