@@ -74,9 +74,8 @@ describe("the supervisor", function()
       end, 10, "a new serving process")
       H.wait_for(function() return H.scgi_get(srv.addr, "/hello") == 200 end, 10, "it to serve")
     end
-    local out = H.log_since(srv, mark)
-    assert.truthy(out:find("starting another in 1 s (2 quick deaths in a row", 1, true), out)
-    assert.truthy(out:find("starting another in 2 s (3 quick deaths in a row", 1, true), out)
+    H.wait_log(srv, mark, "starting another in 1 s (2 quick deaths in a row")
+    H.wait_log(srv, mark, "starting another in 2 s (3 quick deaths in a row")
     assert.equal(0, srv.stop())
   end)
 
@@ -167,8 +166,8 @@ describe("the supervisor", function()
       args = { "--processes", "2", "--pid-file", dir .. "/pid", "--stats", dir .. "/stats.sock" } })
     assert.equal(tostring(srv.pid), (H.read_file(dir .. "/pid"):gsub("%s", "")))
     for _ = 1, 10 do assert.equal(200, (H.scgi_get(srv.addr, "/hello"))) end
-    local _, _, body = H.get_stats(dir .. "/stats.sock", "/")
-    local st = H.json_decode(body)
+    local st = H.wait_stats(dir .. "/stats.sock", function(f) return f.total.requests >= 10 end, 5,
+      "10 requests counted")
     assert.equal(srv.pid, st.pid)
     assert.equal(2, #st.processes)
     assert.equal(2, #st.workers)
