@@ -127,6 +127,34 @@ describe("the supervisor", function()
     assert.equal(0, srv.stop())
   end)
 
+  it("answers every connection the kernel accepted across repeated upgrades under load", function()
+    -- 4 connections straight to the socket, each sending the next request as soon as the last was
+    -- answered (soak/hammer.c), for 7 s; SIGUSR2 every second. A client the old serving process
+    -- had taken from the listener but not served (handed to a worker that ended its loop first)
+    -- was closed unanswered: about one per upgrade.
+    local dir = H.tmpdir()
+    local hammer = dir .. "/hammer"
+    assert.is_true(os.execute("cc -O2 -pthread -o " .. H.quote(hammer) .. " " ..
+      H.quote(H.root .. "/soak/hammer.c")))
+    local srv = H.start("crash.lua", { dir = dir, workers = 2 })
+    local load = H.spawn(H.quote(hammer) .. " " .. H.quote(srv.addr) .. " /hello 4 7", dir, "hammer")
+    local serves = "new serving process serves; the old ones drain"
+    for round = 1, 5 do
+      H.sleep(1)
+      srv.kill("USR2")
+      H.wait_for(function() return H.count(srv.output(), serves) == round end, 10, "upgrade " .. round)
+    end
+    assert.equal(0, load.wait(20))
+    local out = load.output()
+    local answered, reset, unanswered, bad = out:match("answered (%d+) refused %d+ reset (%d+) unanswered (%d+) bad (%d+)")
+    assert.truthy(answered, out)
+    assert.equal("0", reset, out)
+    assert.equal("0", unanswered, out)
+    assert.equal("0", bad, out)
+    assert.is_true(tonumber(answered) > 5000, out)
+    assert.equal(0, srv.stop())
+  end)
+
   it("SIGTERM lets the requests in flight finish, then exits 0", function()
     local srv = H.start("crash.lua")
     local s = H.send_get(srv.addr, "/slow?s=1")
