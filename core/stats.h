@@ -39,7 +39,7 @@ struct proc_stats {
 struct stats_table {
   uint32_t magic, nprocs, nworkers, shared;
   _Atomic uint64_t respawns, backoff_ms, upgrades, upgrade_failures;
-  _Atomic uint64_t spawn_failures; /* serving processes that could not be started */
+  _Atomic uint64_t spawn_failures;                 /* serving processes that could not be started */
   _Atomic uint64_t last_reload_ms, last_reload_ok; /* wall clock, ms; 1 if it loaded */
   _Atomic uint64_t started_ms;                     /* wall clock */
   _Atomic uint64_t next_id; /* request ids: unique over every serving process and respawn */

@@ -83,8 +83,9 @@ int main(int argc, char **argv) {
   }
   snprintf(addr.sun_path, sizeof addr.sun_path, "%s", argv[1]);
   char head[400];
-  int hl = snprintf(head, sizeof head, "CONTENT_LENGTH%c0%cSCGI%c1%cREQUEST_METHOD%cGET%cREQUEST_URI%c%s%c",
-                    0, 0, 0, 0, 0, 0, 0, argv[2], 0);
+  int hl = snprintf(head, sizeof head,
+                    "CONTENT_LENGTH%c0%cSCGI%c1%cREQUEST_METHOD%cGET%cREQUEST_URI%c%s%c", 0, 0, 0,
+                    0, 0, 0, 0, argv[2], 0);
   req_len = (size_t)snprintf(req, sizeof req, "%d:", hl);
   memcpy(req + req_len, head, (size_t)hl);
   req_len += (size_t)hl;
