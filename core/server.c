@@ -65,8 +65,8 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
   (void)revents;
   if (now && sig->signum != SIG_STOP_NOW && s->stopping == 1 &&
       clock_now() - s->stop_time < STOP_TOGETHER) {
-    slog("%s %.0f ms after the first stop signal: the same graceful stop", strsignal(sig->signum),
-         (clock_now() - s->stop_time) * 1000);
+    slog("%s %.0f ms after the first stop signal: the same graceful stop",
+         sig->signum == SIGINT ? "SIGINT" : "SIGTERM", (clock_now() - s->stop_time) * 1000);
     return;
   }
   if (!s->stopping) {

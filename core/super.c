@@ -373,8 +373,8 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents) {
   (void)revents;
   if (sp->stopping >= 2) return;
   if (sp->stopping == 1 && clock_now() - sp->stop_time < STOP_TOGETHER) {
-    slog("%s %.0f ms after the first stop signal: the same graceful stop", strsignal(w->signum),
-         (clock_now() - sp->stop_time) * 1000);
+    slog("%s %.0f ms after the first stop signal: the same graceful stop",
+         w->signum == SIGINT ? "SIGINT" : "SIGTERM", (clock_now() - sp->stop_time) * 1000);
     return;
   }
   if (sp->stopping == 0) sp->stop_time = clock_now();
