@@ -363,10 +363,11 @@ void accept_worker_stop(struct worker *w) {
    hands it on, and drops this process's hold on the listening socket: the descriptor becomes an
    unconnected socket (dup3), so that no worker's libev ever sees its number reused; the last
    worker to stop closes that. Without libev's sets in hand, the last worker closes the listener
-   itself, later. */
+   itself, later. Once only: a second call (the stop after the loop, when a worker never got to
+   stop accepting) would accept from the placeholder. */
 static void take_away(struct server *s) {
   int lfd = atomic_load(&s->listen_fd);
-  if (lfd < 0) return;
+  if (lfd < 0 || atomic_load(&s->taken_away)) return;
   for (int i = 0; i < s->naccepting; i++)
     if (s->workers[i].loop_fd < 0) return;
   int ph = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -398,7 +399,8 @@ void accept_start(struct server *s) {
 }
 
 /* SIGTERM: the acceptor hands on what is in the listen queue, then closes the listener (direct
-   and shared: the last worker to stop accepting closes it). */
+   and shared: the last worker to stop accepting closes it). Idempotent: it runs at the stop
+   signal and again after the loop. */
 void accept_stop(struct server *s) {
   ev_timer_stop(s->loop, &s->accept_retry);
   if (s->cfg.accept != ACCEPT_HANDOFF) {

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,14 +67,25 @@ static int make_parents(const char *path, char *err, size_t errlen) {
   return 0;
 }
 
-/* 1 if a server answers on the unix socket at path, 0 if nobody does, -1 on error. */
+/* 1 if a server listens on the unix socket at path, 0 if nobody does, -1 on error. The connect
+   never blocks: a listener whose queue is full (a stopped server) says EAGAIN, and is live. */
 static int unix_is_live(const struct sockaddr_un *sa) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
   int r = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
   int e = errno;
+  if (r < 0 && e == EINPROGRESS) { /* not done by unix sockets today: wait a little */
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    socklen_t el = sizeof e;
+    if (poll(&p, 1, 200) != 1)
+      e = EAGAIN; /* no answer within the time: someone is there */
+    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+      e = errno;
+    else if (e == 0)
+      r = 0;
+  }
   close(fd);
-  if (r == 0) return 1;
+  if (r == 0 || e == EAGAIN) return 1;
   if (e == ECONNREFUSED || e == ENOENT) return 0;
   errno = e;
   return -1;

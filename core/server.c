@@ -53,17 +53,24 @@ static void on_hard_stop(struct ev_loop *loop, ev_timer *t, int revents) {
 }
 
 /* SIGTERM or SIGINT: stop accepting, let requests finish (--grace); a second signal stops at
-   once: the guard stops the Lua each worker runs, and after a second the process exits
-   regardless. In a serving process they only ever drain; the supervisor's SIG_STOP_NOW stops it
-   at once. */
+   once, unless it came within STOP_TOGETHER of the first (then it is the same stop): the guard
+   stops the Lua each worker runs, and after a second the process exits regardless. In a serving
+   process they only ever drain; the supervisor's SIG_STOP_NOW stops it at once. */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
   struct server *s = sig->signum == SIGTERM  ? server_of(sig, offsetof(struct server, sig_term))
                      : sig->signum == SIGINT ? server_of(sig, offsetof(struct server, sig_int))
                                              : server_of(sig, offsetof(struct server, sig_now));
   int now = sig->signum == SIG_STOP_NOW || (s->stopping && !s->serving);
   (void)revents;
+  if (now && sig->signum != SIG_STOP_NOW && s->stopping == 1 &&
+      clock_now() - s->stop_time < STOP_TOGETHER) {
+    slog("%s %.0f ms after the first stop signal: the same graceful stop",
+         sig->signum == SIGINT ? "SIGINT" : "SIGTERM", (clock_now() - s->stop_time) * 1000);
+    return;
+  }
   if (!s->stopping) {
     s->stopping = 1;
+    s->stop_time = clock_now();
     listener_unlink(&s->lst);
     accept_stop(s);
     wake_all(s, 1);
@@ -312,6 +319,8 @@ static int open_stats(struct server *s, char *err, size_t errlen) {
       snprintf(err, errlen, "--serving: not the supervisor's figures table");
       return -1;
     }
+    s->stats_shape[0] = (int)s->stats->nprocs; /* before any app code could write the header */
+    s->stats_shape[1] = (int)s->stats->nworkers;
   } else if ((s->stats = stats_table_new(1, s->nworkers, NULL)) == NULL) {
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -447,7 +456,10 @@ fail:
   s->workers = NULL;
   if (s->stats) stat_set(&stats_proc(s->stats, s->stats_slot)->pid, 0);
   log_count_reopen_failures(s->log, NULL);
-  stats_table_free(s->stats);
+  if (s->serving)
+    stats_table_unmap(s->stats, s->stats_shape[0], s->stats_shape[1]);
+  else
+    stats_table_free(s->stats);
   s->stats = NULL;
   /* why it failed goes to stderr (main.c) and, with --log-file, to the log too: an upgrade's new
      serving process that cannot load the app says so where the operator looks */

@@ -49,10 +49,12 @@ struct server {
   pthread_cond_t cv;
   int ready, failed, go; /* start-up handshake: states built, then the listener is there */
   int stopping;
+  double stop_time;          /* the first stop signal (monotonic) */
   double started;            /* start time (monotonic), for the uptime */
   struct stats_web web;      /* --stats (not in a serving process: its supervisor has it) */
   struct stats_table *stats; /* the figures; shared with the supervisor in a serving process */
   int stats_slot;            /* this process's slot in it */
+  int stats_shape[2];        /* serving: its processes and workers, as attached (for unmapping) */
   int serving;               /* a serving process under the supervisor */
   long pid;                  /* this process (for the JSON access log) */
   int ready_fd;              /* serving: written once the workers serve, then closed */
@@ -107,6 +109,10 @@ int priv_drop(const struct scgi_config *cfg, char *err, size_t errlen);
    only ever drain a serving process, so one that gets a stop signal twice (from a signal to the
    whole process group, and forwarded by the supervisor) still drains. */
 #define SIG_STOP_NOW (SIGRTMIN + 2)
+/* Stop signals (SIGTERM, SIGINT, any mix) this close to the first are the same graceful stop (a
+   signal to the process and then to its group, Ctrl-C and a script's kill); one later stops at
+   once. */
+#define STOP_TOGETHER 0.25
 /* The signals a serving process handles; blocked from its fork until its handlers are set. */
 void server_serving_signals(sigset_t *set);
 /* SIGPIPE: a handler that does nothing rather than SIG_IGN, so the programs handlers run get

@@ -260,6 +260,10 @@ void stats_table_free(struct stats_table *t) {
     free(t);
 }
 
+void stats_table_unmap(struct stats_table *t, int nprocs, int nworkers) {
+  if (t) munmap(t, table_size(nprocs, nworkers));
+}
+
 struct proc_stats *stats_proc(struct stats_table *t, int proc) {
   return (struct proc_stats *)(t + 1) + proc;
 }

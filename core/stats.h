@@ -40,6 +40,7 @@ struct proc_stats {
 struct stats_table {
   uint32_t magic, nprocs, nworkers, shared;
   _Atomic uint64_t respawns, backoff_ms, upgrades, upgrade_failures;
+  _Atomic uint64_t spawn_failures;                 /* serving processes that could not be started */
   _Atomic uint64_t last_reload_ms, last_reload_ok; /* wall clock, ms; 1 if it loaded */
   _Atomic uint64_t started_ms;                     /* wall clock */
   _Atomic uint64_t next_id; /* request ids: unique over every serving process and respawn */
@@ -65,6 +66,9 @@ struct stats_table *stats_table_new(int nprocs, int nworkers, int *fd);
 /* The table a supervisor passed as fd; NULL if it is not one. */
 struct stats_table *stats_table_attach(int fd);
 void stats_table_free(struct stats_table *t);
+/* The supervisor's shared table, unmapped by the shape it was made with: its header is writable
+   by the serving processes. */
+void stats_table_unmap(struct stats_table *t, int nprocs, int nworkers);
 struct proc_stats *stats_proc(struct stats_table *t, int proc);
 struct worker_stats *stats_worker(struct stats_table *t, int proc, int worker);
 uint64_t stats_wall_ms(void);
@@ -100,13 +104,18 @@ void stats_note_request(struct request_record *r, const struct scgi_header *h, s
 /* Counts a finished request and writes its access log line (text, or JSON with json set). */
 void stats_request_done(struct worker *w, const struct request_record *r);
 
-/* The stats endpoint: JSON at /, a table at /text, Prometheus text at /metrics. */
+/* The stats endpoint: JSON at /, a table at /text, Prometheus text at /metrics. It holds at most
+   STATS_MAX_CONNS connections at once (more are closed at once). */
+#define STATS_MAX_CONNS 64
 struct stats_web {
   struct listener lst;
   ev_io w;
   struct ev_loop *loop;
   struct stats_table *t;
-  double started; /* monotonic */
+  uint32_t nprocs, nworkers; /* the table's shape, as made (not read from it again) */
+  double started;            /* monotonic */
+  ev_timer retry;            /* out of descriptors: accepting paused */
+  int nconns, emfile_logged; /* connections open now (at most STATS_MAX_CONNS) */
 };
 
 /* Opens the endpoint on addr (a unix path or a loopback address); -1 with a message in err. */

@@ -48,21 +48,29 @@ static void put(struct buf *b, const char *fmt, ...) {
   }
 }
 
+/* A worker's figures, found with the endpoint's own copy of the table's shape: the table's header
+   is shared with the serving processes, which may run as another user and must not steer where
+   the supervisor reads. */
+static struct worker_stats *worker_of(struct stats_web *sw, int proc, int worker) {
+  struct worker_stats *w = (struct worker_stats *)(stats_proc(sw->t, 0) + sw->nprocs);
+  return w + (size_t)proc * sw->nworkers + (size_t)worker;
+}
+
 /* Calls f for each worker of each live serving process, numbering workers across processes. */
-typedef void (*worker_fn)(struct buf *b, struct stats_table *t, int proc, int worker, int index,
+typedef void (*worker_fn)(struct buf *b, struct stats_web *t, int proc, int worker, int index,
                           void *arg);
-static int each_worker(struct buf *b, struct stats_table *t, worker_fn f, void *arg) {
+static int each_worker(struct buf *b, struct stats_web *t, worker_fn f, void *arg) {
   int index = 0;
   for (uint32_t p = 0; p < t->nprocs; p++) {
-    if (LOAD(stats_proc(t, (int)p)->pid) == 0) continue;
+    if (LOAD(stats_proc(t->t, (int)p)->pid) == 0) continue;
     for (uint32_t w = 0; w < t->nworkers; w++)
       f(b, t, (int)p, (int)w, index++, arg);
   }
   return index;
 }
 
-static void add_worker(struct buf *b, struct stats_table *t, int p, int w, int i, void *arg) {
-  struct worker_stats *dst = arg, *src = stats_worker(t, p, w);
+static void add_worker(struct buf *b, struct stats_web *t, int p, int w, int i, void *arg) {
+  struct worker_stats *dst = arg, *src = worker_of(t, p, w);
   _Atomic uint64_t *d = (_Atomic uint64_t *)dst, *s = (_Atomic uint64_t *)src;
   (void)b;
   (void)i;
@@ -70,10 +78,10 @@ static void add_worker(struct buf *b, struct stats_table *t, int p, int w, int i
     stat_add(&d[k], LOAD(s[k]));
 }
 
-static int live_procs(struct stats_table *t) {
+static int live_procs(struct stats_web *t) {
   int n = 0;
   for (uint32_t p = 0; p < t->nprocs; p++)
-    n += LOAD(stats_proc(t, (int)p)->pid) != 0;
+    n += LOAD(stats_proc(t->t, (int)p)->pid) != 0;
   return n;
 }
 
@@ -108,24 +116,24 @@ static void put_figures(struct buf *b, struct worker_stats *st) {
   put(b, "}");
 }
 
-static void json_worker(struct buf *b, struct stats_table *t, int p, int w, int i, void *arg) {
+static void json_worker(struct buf *b, struct stats_web *t, int p, int w, int i, void *arg) {
   (void)arg;
   put(b, "%s{\"id\":%d,\"process\":%d,", i ? "," : "", i, p);
-  put_figures(b, stats_worker(t, p, w));
+  put_figures(b, worker_of(t, p, w));
   put(b, "}");
 }
 
 static void render_json(struct stats_web *sw, struct buf *b) {
-  struct stats_table *t = sw->t;
+  struct stats_web *t = sw;
   struct worker_stats total;
   memset(&total, 0, sizeof total);
   put(b,
-      "{\"version\":\"%s\",\"pid\":%d,\"uptime\":%.3f,\"respawns\":%llu,"
+      "{\"version\":\"%s\",\"pid\":%d,\"uptime\":%.3f,\"respawns\":%llu,\"spawn_failures\":%llu,"
       "\"log_reopen_failures\":%llu,\"processes\":[",
-      SCGI_VERSION, (int)getpid(), clock_now() - sw->started, LOAD(t->respawns),
-      LOAD(t->log_reopen_failures));
+      SCGI_VERSION, (int)getpid(), clock_now() - sw->started, LOAD(t->t->respawns),
+      LOAD(t->t->spawn_failures), LOAD(t->t->log_reopen_failures));
   for (uint32_t p = 0, first = 1; p < t->nprocs; p++) {
-    struct proc_stats *ps = stats_proc(t, (int)p);
+    struct proc_stats *ps = stats_proc(t->t, (int)p);
     if (LOAD(ps->pid) == 0) continue;
     put(b, "%s{\"slot\":%u,\"pid\":%llu,\"generation\":%llu,\"ready\":%s}", first ? "" : ",", p,
         LOAD(ps->pid), LOAD(ps->generation), LOAD(ps->ready) ? "true" : "false");
@@ -166,15 +174,15 @@ static void put_row(struct buf *b, const char *name, struct worker_stats *st) {
       quantile(st, 0.5, q1, sizeof q1), quantile(st, 0.99, q2, sizeof q2));
 }
 
-static void text_worker(struct buf *b, struct stats_table *t, int p, int w, int i, void *arg) {
+static void text_worker(struct buf *b, struct stats_web *t, int p, int w, int i, void *arg) {
   char name[16];
   (void)arg;
   snprintf(name, sizeof name, "%d", i);
-  put_row(b, name, stats_worker(t, p, w));
+  put_row(b, name, worker_of(t, p, w));
 }
 
 static void render_text(struct stats_web *sw, struct buf *b) {
-  struct stats_table *t = sw->t;
+  struct stats_web *t = sw;
   struct worker_stats total;
   memset(&total, 0, sizeof total);
   int nprocs = live_procs(t);
@@ -200,14 +208,14 @@ struct per_worker {
   size_t off;
 };
 
-static void prom_sample(struct buf *b, struct stats_table *t, int p, int w, int i, void *arg) {
+static void prom_sample(struct buf *b, struct stats_web *t, int p, int w, int i, void *arg) {
   struct per_worker *m = arg;
-  _Atomic uint64_t *v = (_Atomic uint64_t *)((char *)stats_worker(t, p, w) + m->off);
+  _Atomic uint64_t *v = (_Atomic uint64_t *)((char *)worker_of(t, p, w) + m->off);
   (void)i;
   put(b, "scgi_%s{process=\"%d\",worker=\"%d\"} %llu\n", m->name, p, w, LOAD(*v));
 }
 
-static void per_worker(struct buf *b, struct stats_table *t, const char *name, const char *type,
+static void per_worker(struct buf *b, struct stats_web *t, const char *name, const char *type,
                        const char *help, size_t off) {
   struct per_worker m = {name, off};
   head(b, name, type, help);
@@ -216,9 +224,9 @@ static void per_worker(struct buf *b, struct stats_table *t, const char *name, c
 
 #define F(field) offsetof(struct worker_stats, field)
 
-static void prom_classes(struct buf *b, struct stats_table *t, int p, int w, int i, void *arg) {
+static void prom_classes(struct buf *b, struct stats_web *t, int p, int w, int i, void *arg) {
   static const char *const cls[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
-  struct worker_stats *st = stats_worker(t, p, w);
+  struct worker_stats *st = worker_of(t, p, w);
   (void)i;
   (void)arg;
   for (int k = 0; k < 6; k++)
@@ -226,8 +234,8 @@ static void prom_classes(struct buf *b, struct stats_table *t, int p, int w, int
         LOAD(st->status[k]));
 }
 
-static void prom_histogram(struct buf *b, struct stats_table *t, int p, int w, int i, void *arg) {
-  struct worker_stats *st = stats_worker(t, p, w);
+static void prom_histogram(struct buf *b, struct stats_web *t, int p, int w, int i, void *arg) {
+  struct worker_stats *st = worker_of(t, p, w);
   unsigned long long seen = 0;
   (void)i;
   (void)arg;
@@ -246,8 +254,8 @@ static void prom_histogram(struct buf *b, struct stats_table *t, int p, int w, i
   put(b, "scgi_request_duration_seconds_count{process=\"%d\",worker=\"%d\"} %llu\n", p, w, seen);
 }
 
-static void prom_reloads(struct buf *b, struct stats_table *t, int p, int w, int i, void *arg) {
-  struct worker_stats *st = stats_worker(t, p, w);
+static void prom_reloads(struct buf *b, struct stats_web *t, int p, int w, int i, void *arg) {
+  struct worker_stats *st = worker_of(t, p, w);
   (void)i;
   (void)arg;
   put(b, "scgi_reloads_total{process=\"%d\",worker=\"%d\",result=\"ok\"} %llu\n", p, w,
@@ -256,8 +264,8 @@ static void prom_reloads(struct buf *b, struct stats_table *t, int p, int w, int
       LOAD(st->reload_failures));
 }
 
-static void prom_stops(struct buf *b, struct stats_table *t, int p, int w, int i, void *arg) {
-  struct worker_stats *st = stats_worker(t, p, w);
+static void prom_stops(struct buf *b, struct stats_web *t, int p, int w, int i, void *arg) {
+  struct worker_stats *st = worker_of(t, p, w);
   (void)i;
   (void)arg;
   put(b, "scgi_stops_total{process=\"%d\",worker=\"%d\",reason=\"cpu_limit\"} %llu\n", p, w,
@@ -269,7 +277,7 @@ static void prom_stops(struct buf *b, struct stats_table *t, int p, int w, int i
 }
 
 static void render_prometheus(struct stats_web *sw, struct buf *b) {
-  struct stats_table *t = sw->t;
+  struct stats_web *t = sw;
   head(b, "info", "gauge", "The server's version.");
   put(b, "scgi_info{version=\"%s\"} 1\n", SCGI_VERSION);
   head(b, "uptime_seconds", "gauge", "Seconds since the server started.");
@@ -277,21 +285,25 @@ static void render_prometheus(struct stats_web *sw, struct buf *b) {
   head(b, "processes", "gauge", "Serving processes running.");
   put(b, "scgi_processes %d\n", live_procs(t));
   head(b, "respawns_total", "counter", "Serving processes started again after one died.");
-  put(b, "scgi_respawns_total %llu\n", LOAD(t->respawns));
+  put(b, "scgi_respawns_total %llu\n", LOAD(t->t->respawns));
+  head(b, "spawn_failures_total", "counter",
+       "Serving processes that could not be started (no descriptor for the pipe, fork or exec "
+       "failing); each is tried again with the crash backoff.");
+  put(b, "scgi_spawn_failures_total %llu\n", LOAD(t->t->spawn_failures));
   head(b, "crash_backoff_seconds", "gauge",
        "How long the supervisor waits before it starts a "
        "serving process again (a crash loop).");
-  put(b, "scgi_crash_backoff_seconds %.3f\n", (double)LOAD(t->backoff_ms) / 1000.0);
+  put(b, "scgi_crash_backoff_seconds %.3f\n", (double)LOAD(t->t->backoff_ms) / 1000.0);
   head(b, "log_reopen_failures_total", "counter",
        "Log files a SIGUSR1 could not reopen (the old file is written on).");
-  put(b, "scgi_log_reopen_failures_total %llu\n", LOAD(t->log_reopen_failures));
+  put(b, "scgi_log_reopen_failures_total %llu\n", LOAD(t->t->log_reopen_failures));
   head(b, "upgrades_total", "counter", "Binary upgrades (SIGUSR2), by result.");
   put(b, "scgi_upgrades_total{result=\"ok\"} %llu\nscgi_upgrades_total{result=\"failed\"} %llu\n",
-      LOAD(t->upgrades), LOAD(t->upgrade_failures));
+      LOAD(t->t->upgrades), LOAD(t->t->upgrade_failures));
   head(b, "last_reload_timestamp_seconds", "gauge", "When the app was last reloaded (0: never).");
-  put(b, "scgi_last_reload_timestamp_seconds %.3f\n", (double)LOAD(t->last_reload_ms) / 1000.0);
+  put(b, "scgi_last_reload_timestamp_seconds %.3f\n", (double)LOAD(t->t->last_reload_ms) / 1000.0);
   head(b, "last_reload_success", "gauge", "1 if the last reload loaded the app, else 0.");
-  put(b, "scgi_last_reload_success %llu\n", LOAD(t->last_reload_ok));
+  put(b, "scgi_last_reload_success %llu\n", LOAD(t->t->last_reload_ok));
   head(b, "requests_total", "counter", "Requests answered, by status class (none: nothing sent).");
   each_worker(b, t, prom_classes, NULL);
   head(b, "request_duration_seconds", "histogram", "Time from accept to close.");
@@ -337,6 +349,7 @@ static void conn_free(struct stats_conn *sc) {
   ev_io_stop(loop, &sc->io);
   ev_timer_stop(loop, &sc->timer);
   close(sc->io.fd);
+  sc->sw->nconns--;
   free(sc);
 }
 
@@ -388,17 +401,39 @@ static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents) {
   conn_free((struct stats_conn *)((char *)t - offsetof(struct stats_conn, timer)));
 }
 
+static int out_of_descriptors(int e) {
+  return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
+/* Takes up to 16 clients; past STATS_MAX_CONNS open ones, a client is closed at once. Out of
+   descriptors, accepting pauses for 100 ms (logged once per episode) rather than spin on a
+   listener it cannot accept from. */
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents) {
   struct stats_web *sw = (struct stats_web *)((char *)io - offsetof(struct stats_web, w));
   (void)revents;
   for (int i = 0; i < 16; i++) {
     int fd = accept4(sw->lst.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;
-    struct stats_conn *sc = calloc(1, sizeof *sc);
-    if (sc == NULL) {
-      close(fd);
+    if (fd < 0 && out_of_descriptors(errno)) {
+      if (!sw->emfile_logged)
+        slog_at(LOG_ERROR, "stats: cannot accept: %s; pausing until descriptors free up",
+                strerror(errno));
+      sw->emfile_logged = 1;
+      ev_io_stop(loop, &sw->w);
+      ev_timer_set(&sw->retry, 0.1, 0.); /* a timer that fired keeps no interval to start again */
+      ev_timer_start(loop, &sw->retry);
       return;
     }
+    if (fd < 0) {
+      if (errno == EAGAIN) sw->emfile_logged = 0;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;
+    }
+    struct stats_conn *sc = sw->nconns < STATS_MAX_CONNS ? calloc(1, sizeof *sc) : NULL;
+    if (sc == NULL) {
+      close(fd);
+      continue;
+    }
+    sw->nconns++;
     sc->sw = sw;
     ev_io_init(&sc->io, on_read, fd, EV_READ);
     ev_timer_init(&sc->timer, on_timeout, 5., 0.);
@@ -407,11 +442,19 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents) {
   }
 }
 
+static void on_retry(struct ev_loop *loop, ev_timer *t, int revents) {
+  struct stats_web *sw = (struct stats_web *)((char *)t - offsetof(struct stats_web, retry));
+  ev_io_start(loop, &sw->w);
+  on_accept(loop, &sw->w, revents);
+}
+
 int stats_web_start(struct stats_web *sw, const char *addr, struct ev_loop *loop,
                     struct stats_table *t, char *err, size_t errlen) {
   sw->lst.fd = -1;
   sw->loop = loop;
   sw->t = t;
+  sw->nprocs = t->nprocs; /* the table is new: no serving process has seen it yet */
+  sw->nworkers = t->nworkers;
   sw->started = clock_now();
   if (addr == NULL) return 0;
   if (listener_open(&sw->lst, addr, 0600, 64, err, errlen) < 0) return -1;
@@ -426,12 +469,14 @@ int stats_web_start(struct stats_web *sw, const char *addr, struct ev_loop *loop
   }
   ev_io_init(&sw->w, on_accept, sw->lst.fd, EV_READ);
   ev_io_start(loop, &sw->w);
+  ev_timer_init(&sw->retry, on_retry, 0.1, 0.);
   return 0;
 }
 
 void stats_web_stop(struct stats_web *sw) {
   if (sw->lst.fd < 0) return;
   ev_io_stop(sw->loop, &sw->w);
+  ev_timer_stop(sw->loop, &sw->retry);
   listener_close(&sw->lst);
 }
 

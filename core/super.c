@@ -43,10 +43,12 @@ struct super {
   int argc;
   char **argv;
   int nprocs, nworkers, nslots, generation;
-  int stopping; /* 1: draining, 2: at once */
-  int startup;  /* the first generation is not all ready yet */
+  int stopping;     /* 1: draining, 2: at once */
+  double stop_time; /* the first stop signal (monotonic) */
+  int startup;      /* the first generation is not all ready yet */
   int upgrading;
-  int status; /* the exit status */
+  int upgrade_waits; /* a SIGUSR2 waits for the last upgrade's old processes to free slots */
+  int status;        /* the exit status */
   int quick_deaths;
   int stats_fd;
   struct stats_table *t;
@@ -76,6 +78,7 @@ static int spawn(struct super *sp, int slot, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot make a pipe: %s", strerror(errno));
     return -1;
   }
+  fcntl(pfd[0], F_SETFL, O_NONBLOCK); /* read when it died too: a grandchild may hold the end */
   snprintf(spec, sizeof spec, "%d,%d,%d,%d,%d", s->lst.fd, sp->stats_fd, slot, pfd[1],
            sp->generation);
   char **argv = calloc((size_t)sp->argc + 3, sizeof *argv);
@@ -100,6 +103,10 @@ static int spawn(struct super *sp, int slot, char *err, size_t errlen) {
     server_serving_signals(&none);    /* held until its handlers are set (server.c) */
     sigprocmask(SIG_SETMASK, &none, NULL);
     execv(sp->exe, argv);
+    char why[1 + sizeof(int)] = {'x'}; /* why exec failed, for the supervisor's log */
+    int e = errno;
+    memcpy(why + 1, &e, sizeof e);
+    if (write(pfd[1], why, sizeof why) < 0) _exit(127);
     _exit(127);
   }
   free(argv);
@@ -163,15 +170,28 @@ static void upgraded(struct super *sp) {
        sp->nprocs == 1 ? "" : "es", sp->nprocs == 1 ? "s" : "");
 }
 
+/* What a serving process said on its pipe: 1 it serves, 0 nothing (yet), -1 it could not run the
+   program file (said in the log and counted). */
+static int hear(struct child *k) {
+  char word[1 + sizeof(int)];
+  int e;
+  if (k->ready_fd < 0) return 0;
+  ssize_t n = read(k->ready_fd, word, sizeof word);
+  close_ready(k);
+  if (n == 1 && word[0] == 'r') return 1;
+  if (n != (ssize_t)sizeof word || word[0] != 'x') return 0; /* its death is handled on SIGCHLD */
+  memcpy(&e, word + 1, sizeof e);
+  stat_add(&k->sp->t->spawn_failures, 1);
+  slog_at(LOG_ERROR, "cannot run the program file %s: %s", k->sp->exe, strerror(e));
+  return -1;
+}
+
 static void on_ready(struct ev_loop *loop, ev_io *io, int revents) {
   struct child *k = (struct child *)((char *)io - offsetof(struct child, ready_w));
   struct super *sp = k->sp;
-  char c;
   (void)loop;
   (void)revents;
-  ssize_t n = read(k->ready_fd, &c, 1);
-  close_ready(k);
-  if (n != 1) return; /* closed without a word: its death is handled on SIGCHLD */
+  if (hear(k) != 1) return;
   k->ready = 1;
   if (sp->startup && count(sp, sp->generation, 1) == sp->nprocs) {
     sp->startup = 0;
@@ -180,14 +200,54 @@ static void on_ready(struct ev_loop *loop, ev_io *io, int revents) {
   if (sp->upgrading && count(sp, sp->generation, 1) == sp->nprocs) upgraded(sp);
 }
 
-/* Starts a serving process in every free slot of the current generation's share. */
+/* The crash backoff: 0 for the first quick death (or failed start) in a row, then 1 s, 2 s, ...
+   30 s. */
+static double backoff(struct super *sp) {
+  double wait = 0;
+  for (int i = 1; i < sp->quick_deaths && wait < MAX_BACKOFF; i++)
+    wait = wait ? wait * 2 : 1;
+  return wait > MAX_BACKOFF ? MAX_BACKOFF : wait;
+}
+
+static void respawn_in(struct super *sp, double wait) {
+  stat_set(&sp->t->backoff_ms, (uint64_t)(wait * 1000));
+  if (!ev_is_active(&sp->respawn)) {
+    ev_timer_set(&sp->respawn, wait, 0.);
+    ev_timer_start(sp->loop, &sp->respawn);
+  }
+}
+
+/* The new generation failed before it served (why is logged): it goes, the running one serves
+   on. */
+static void upgrade_failed(struct super *sp) {
+  stat_add(&sp->t->upgrade_failures, 1);
+  signal_kids(sp, sp->generation, SIGTERM);
+  for (int i = 0; i < sp->nslots; i++)
+    if (sp->kids[i].generation == sp->generation) sp->kids[i].draining = 1;
+  sp->generation--;
+  sp->upgrading = 0;
+}
+
+/* Starts a serving process in every free slot of the current generation's share. One that cannot
+   be started (no descriptor for its pipe, fork or exec failing) is tried again with the crash
+   backoff; in an upgrade, the upgrade fails instead and the running processes serve on. */
 static void fill(struct super *sp) {
   char err[256];
   int want = sp->nprocs - count(sp, sp->generation, 0);
   for (int i = 0; i < sp->nslots && want > 0; i++) {
     if (sp->kids[i].pid != 0) continue;
     if (spawn(sp, i, err, sizeof err) < 0) {
-      slog_at(LOG_ERROR, "%s", err);
+      stat_add(&sp->t->spawn_failures, 1);
+      if (sp->upgrading) {
+        slog_at(LOG_ERROR, "upgrade failed: %s; the running ones go on", err);
+        upgrade_failed(sp);
+        return;
+      }
+      sp->quick_deaths++;
+      double wait = backoff(sp);
+      wait = wait < 1 ? 1 : wait;
+      slog_at(LOG_ERROR, "%s; trying again in %g s", err, wait);
+      respawn_in(sp, wait);
       return;
     }
     want--;
@@ -209,9 +269,7 @@ static void replace(struct super *sp, struct child *k, pid_t pid, int status) {
   double lived = clock_now() - k->started, wait = 0;
   if (lived < QUICK_DEATH) {
     sp->quick_deaths++;
-    for (int i = 1; i < sp->quick_deaths && wait < MAX_BACKOFF; i++)
-      wait = wait ? wait * 2 : 1;
-    if (wait > MAX_BACKOFF) wait = MAX_BACKOFF;
+    wait = backoff(sp);
   } else {
     sp->quick_deaths = 0;
   }
@@ -224,11 +282,23 @@ static void replace(struct super *sp, struct child *k, pid_t pid, int status) {
   else
     slog_at(LOG_ERROR, "serving process %ld %s after %.1f s; starting another", (long)pid,
             describe(status, what, sizeof what), lived);
-  stat_set(&sp->t->backoff_ms, (uint64_t)(wait * 1000));
-  if (!ev_is_active(&sp->respawn)) {
-    ev_timer_set(&sp->respawn, wait, 0.);
-    ev_timer_start(sp->loop, &sp->respawn);
-  }
+  respawn_in(sp, wait);
+}
+
+static int free_slots(struct super *sp) {
+  int n = 0;
+  for (int i = 0; i < sp->nslots; i++)
+    n += sp->kids[i].pid == 0;
+  return n;
+}
+
+/* SIGUSR2's work: a new generation from the program file, in the free slots. */
+static void upgrade(struct super *sp) {
+  sp->upgrade_waits = 0;
+  slog("upgrade: starting %s anew", sp->exe);
+  sp->generation++;
+  sp->upgrading = 1;
+  fill(sp);
 }
 
 static void reaped(struct super *sp, pid_t pid, int status) {
@@ -238,7 +308,7 @@ static void reaped(struct super *sp, pid_t pid, int status) {
     if (sp->kids[i].pid == pid) k = &sp->kids[i];
   if (k == NULL) return; /* an orphan we inherited as PID 1 */
   int slot = (int)(k - sp->kids), was_ready = k->ready, generation = k->generation;
-  close_ready(k);
+  hear(k); /* an exec that failed said why */
   k->pid = 0;
   struct proc_stats *ps = stats_proc(sp->t, slot);
   stat_set(&ps->pid, 0);
@@ -261,15 +331,12 @@ static void reaped(struct super *sp, pid_t pid, int status) {
             "upgrade failed: the new serving process %ld %s before it served; the "
             "running ones go on",
             (long)pid, describe(status, what, sizeof what));
-    stat_add(&sp->t->upgrade_failures, 1);
-    signal_kids(sp, sp->generation, SIGTERM);
-    for (int i = 0; i < sp->nslots; i++)
-      if (sp->kids[i].generation == sp->generation) sp->kids[i].draining = 1;
-    sp->generation--;
-    sp->upgrading = 0;
+    upgrade_failed(sp);
   } else {
     replace(sp, k, pid, status);
   }
+  if (sp->upgrade_waits && !sp->stopping && !sp->upgrading && free_slots(sp) >= sp->nprocs)
+    upgrade(sp);
   int alive = 0;
   for (int i = 0; i < sp->nslots; i++)
     alive += sp->kids[i].pid > 0;
@@ -296,7 +363,8 @@ static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents) {
 }
 
 /* SIGTERM or SIGINT: new clients are refused at once, the serving processes drain (--grace); a
-   second signal tells them to stop at once. */
+   second signal tells them to stop at once, unless it came within STOP_TOGETHER of the first
+   (a signal to the supervisor and then to its group, or the other way round: one stop). */
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents) {
   struct super *sp = w->signum == SIGTERM
                          ? (struct super *)((char *)w - offsetof(struct super, sig_term))
@@ -304,7 +372,14 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents) {
   struct server *s = sp->s;
   (void)revents;
   if (sp->stopping >= 2) return;
+  if (sp->stopping == 1 && clock_now() - sp->stop_time < STOP_TOGETHER) {
+    slog("%s %.0f ms after the first stop signal: the same graceful stop",
+         w->signum == SIGINT ? "SIGINT" : "SIGTERM", (clock_now() - sp->stop_time) * 1000);
+    return;
+  }
+  if (sp->stopping == 0) sp->stop_time = clock_now();
   sp->stopping++;
+  sp->upgrade_waits = 0;
   for (int i = 0; i < sp->nslots; i++)
     sp->kids[i].draining = 1;
   ev_timer_stop(loop, &sp->respawn);
@@ -343,19 +418,26 @@ static void on_usr1(struct ev_loop *loop, ev_signal *w, int revents) {
 }
 
 /* SIGUSR2: the program file starts anew as new serving processes; once they serve, the old ones
-   drain. */
+   drain. While the old ones of the last upgrade still drain (their slots taken), it waits for
+   them (at most their --grace); while new ones start, or the program stops, it is refused. */
 static void on_usr2(struct ev_loop *loop, ev_signal *w, int revents) {
   struct super *sp = (struct super *)((char *)w - offsetof(struct super, sig_usr2));
   (void)loop;
   (void)revents;
   if (sp->stopping || sp->upgrading || sp->startup) {
-    slog_at(LOG_WARN, "upgrade: not now (%s)", sp->stopping ? "stopping" : "another is under way");
+    slog_at(LOG_WARN, "upgrade: not now (%s)",
+            sp->stopping    ? "stopping"
+            : sp->upgrading ? "another is under way: its new serving processes are starting"
+                            : "the first serving processes are starting");
     return;
   }
-  slog("upgrade: starting %s anew", sp->exe);
-  sp->generation++;
-  sp->upgrading = 1;
-  fill(sp);
+  if (free_slots(sp) < sp->nprocs) {
+    slog("upgrade: %s for the old serving processes of the last upgrade to finish draining",
+         sp->upgrade_waits ? "already waiting" : "waiting");
+    sp->upgrade_waits = 1;
+    return;
+  }
+  upgrade(sp);
 }
 
 static void start_signals(struct super *sp) {
@@ -491,7 +573,7 @@ done:
   }
   listen_close(s);
   log_count_reopen_failures(s->log, NULL);
-  stats_table_free(sp->t);
+  stats_table_unmap(sp->t, sp->nslots, sp->nworkers);
   if (sp->stats_fd >= 0) close(sp->stats_fd);
   log_stop(s->log);
   s->log = NULL;

@@ -12,8 +12,12 @@
 #include "tls.h"
 #include "worker.h"
 
+/* The loop ends once the worker took the stop in on_wake (w->stopping: it has taken the clients
+   handed to it) and nothing runs; the stop flag alone is not enough: a connection that ends after
+   the main thread set it but before on_wake ran would end the loop with handed clients unserved
+   (closed unanswered: the losses of issue 18's SIGUSR2 under load). */
 void worker_conn_done(struct worker *w) {
-  if (atomic_load(&w->stop) && w->nconns == 0 && rt_live(w) == 0) ev_break(w->loop, EVBREAK_ALL);
+  if (w->stopping && w->nconns == 0 && rt_live(w) == 0) ev_break(w->loop, EVBREAK_ALL);
 }
 
 static void on_wake(struct ev_loop *loop, ev_async *a, int revents) {

@@ -662,6 +662,18 @@ function H.get_stats(addr, path)
   return status, ctype, raw:match("\r\n\r\n(.*)$")
 end
 
+-- Polls the JSON figures of the stats endpoint at addr until ok(figures) is true (a request's
+-- counters are added as its connection closes, which the client may see first); returns them.
+function H.wait_stats(addr, ok, timeout, what)
+  local last
+  return H.wait_for(function()
+    local status, _, body = H.get_stats(addr, "/")
+    if status ~= 200 then return nil end
+    last = H.json_decode(body)
+    return ok(last) and last
+  end, timeout or 5, what or "the figures")
+end
+
 -- A minimal JSON decoder (objects, arrays, strings, numbers, true, false, null).
 function H.json_decode(s)
   local pos = 1

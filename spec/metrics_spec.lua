@@ -58,7 +58,12 @@ describe("/metrics", function()
     assert.equal(500, (H.scgi_get(srv.addr, "/loop"))) -- stopped by --cpu-limit
     srv.kill("HUP")
     H.wait_for(function() return H.count(srv.output(), "reloaded") == 2 end, 5, "the reload")
-    local m = scrape(dir, sock)
+    -- a request's figures are added as its connection closes, which the client may see first
+    local m = H.wait_for(function()
+      local m = scrape(dir, sock)
+      return sum(m, "scgi_request_duration_seconds_count") >= 13 and
+        sum(m, "scgi_connections_total") >= 13 and sum(m, "scgi_open_connections") == 0 and m
+    end, 5, "the figures of 13 requests")
     assert.equal("counter", m.scgi_requests_total.type)
     assert.equal(7, sum(m, "scgi_requests_total", { class = "2xx" }))
     assert.equal(3, sum(m, "scgi_requests_total", { class = "4xx" }))
