@@ -79,8 +79,7 @@ struct rt {
   unsigned nfree, ntimers, nspawned;
   struct app *loading; /* the app whose file is being loaded (timers set then belong to it) */
   struct load *load, *stuck, *loader; /* load.c: in flight; abandoned; a loader's own (its rt) */
-  int load_again;                     /* a reload came while one loaded: one more follows */
-  int detached; /* closed: the guard leaves it alone (set under its watch lock) */
+  int load_again, detached; /* a reload came while one loaded; closed: the guard leaves it be */
 };
 
 #define REQUEST_POOL 64

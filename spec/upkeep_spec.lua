@@ -57,8 +57,12 @@ describe("state recycling", function()
     assert.same({}, load.failures)
     local out = srv.output()
     local recycles = H.count(out, "worker 0: a fresh Lua state (")
-    -- 401 requests (and the /state probes) at 45 to 55 per state
-    assert.is_true(recycles >= 6 and recycles <= 10, recycles .. " recycles")
+    -- 401 requests (and the /state probes) at 45 to 55 per state, plus what the old state answers
+    -- while the fresh one loads on its own thread (more on a loaded machine)
+    assert.is_true(recycles >= 3 and recycles <= 10, recycles .. " recycles")
+    for n in out:gmatch("a fresh Lua state %((%d+) requests, %-%-max%-requests 50%)") do
+      assert.is_true(tonumber(n) >= 45, n .. " requests before a recycle")
+    end
     assert.truthy(out:find("requests, --max-requests 50)", 1, true))
     assert.are_not.equal(first, state_of(srv.addr))
     ng.stop()
