@@ -241,6 +241,8 @@ describe("scgi.test against the real program", function()
     ok, err = pcall(T.start, app_file, { program = dir .. "/no-such-program" })
     assert.is_false(ok)
     assert.matches("exit status 127", err, 1, true)
+    assert.error_matches(function() T.start(app_file, { program = program, worker = 2 }) end,
+      "scgi.test: unknown option worker")
   end)
 
   it("a request without an answer says so, with the end of the log; stop gives the exit status", function()
@@ -304,39 +306,11 @@ os.exit(0, false) -- no lua_close: no finalizer runs
   end)
 end)
 
-local user_app = [[
--- app.lua: the user's handler
-local scgi = require "scgi"
-return function(headers, client)
-  local q = scgi.parse_query(headers.QUERY_STRING)
-  if headers.REQUEST_METHOD == "POST" then
-    return client:respond(200, { ["Content-Type"] = "text/plain" }, client:read("a"))
-  end
-  client:respond(200, { ["Content-Type"] = "text/plain" }, "Hello, " .. (q.name or "world") .. "!\n")
-end
-]]
-
-local user_spec = [[
-local T = require "scgi.test"
-
-describe("app.lua", function()
-  it("greets by name", function()
-    local app = T.start("app.lua")
-    finally(function() app:stop() end)
-    local res = app:get("/hello?name=Ada")
-    assert.equal(200, res.status)
-    assert.equal("text/plain", res.headers["content-type"])
-    assert.equal("Hello, Ada!\n", res.body)
-  end)
-
-  it("echoes a POST and stops cleanly", function()
-    local app = T.start("app.lua")
-    local res = app:post("/echo", "some data", { ["Content-Type"] = "text/plain" })
-    assert.equal("some data", res.body)
-    assert.equal(0, app:stop())
-  end)
-end)
-]]
+-- The user's app and spec: the ones README's "Testing your handlers" shows.
+local readme = H.read_file(H.root .. "/README.md")
+local user_app = readme:match("```lua\n(%-%- app%.lua\n.-)```")
+local user_spec = readme:match("```lua\n(%-%- app_spec%.lua\n.-)```")
+assert(user_app and user_spec, "README.md's Testing your handlers shows app.lua and app_spec.lua")
 
 -- Writes the user's app and spec (with the wrong expectation when `wrong`) to a fresh folder.
 local function user_folder(wrong)

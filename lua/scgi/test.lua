@@ -389,6 +389,9 @@ local function private_dir()
   return dir
 end
 
+local known = { program = true, workers = true, args = true, env = true, supervisor = true, params = true,
+  start_timeout = true, timeout = true, stop_timeout = true }
+
 -- Starts scgi-lua on app_path. options: program (default $SCGI_LUA, else scgi-lua on PATH),
 -- workers (default 1), args (a list, one command-line argument an item), env (NAME = value, or
 -- false to unset), supervisor (default false: --no-master), params (SCGI variables for every
@@ -398,6 +401,9 @@ function T.start(app_path, options)
   if type(app_path) ~= "string" then error("scgi.test: start takes the app file's path", 2) end
   options = options or {}
   if type(options) ~= "table" then error("scgi.test: options must be a table", 2) end
+  for k in pairs(options) do
+    if not known[k] then error("scgi.test: unknown option " .. tostring(k), 2) end
+  end
   local program = options.program or os.getenv("SCGI_LUA") or "scgi-lua"
   local dir = private_dir()
   local sock = dir .. "/scgi.sock"
