@@ -1,7 +1,8 @@
 -- spec/examples_spec.lua: every handler example in examples/ tested with the test kit, written as
--- a user writes a spec for an app (README, "Testing your handlers"). The examples that need
--- other services (cache, fanout, blocking, offload, pg, redis_pool, http_client, https_client)
--- are left to docs/services.md and their own specs.
+-- a user writes a spec for an app (README, "Testing your handlers"); cache.lua's upstream HTTP
+-- service is played by the spec on a loopback port. The examples that need PostgreSQL, redis or
+-- an HTTPS peer (blocking, offload, pg, pg_query, redis_pool, https_client) and the two that call
+-- an HTTP service per request (fanout, http_client) are left to docs/services.md and their specs.
 local T = require "scgi.test"
 
 -- The build's program (spec/run.sh sets SCGI_BUILD); a user's spec leaves this out and gets
@@ -202,5 +203,38 @@ describe("examples/slow_peer.lua", function()
     local res = app:get("/quote?delay=0.2")
     assert.equal("/quote after 0.2 s (answer 1)\n", res.body)
     assert.equal("/quote after 0 s (answer 2)\n", app:get("/quote").body)
+  end)
+end)
+
+describe("examples/cache.lua", function()
+  it("answers 503 until its first fetch, then serves the value it fetched in the background", function()
+    -- the upstream HTTP service, played by this spec on a loopback port
+    local socket = require "socket"
+    local upstream = assert(socket.bind("127.0.0.1", 0))
+    finally(function() upstream:close() end)
+    local _, port = upstream:getsockname()
+    local app = T.start("examples/cache.lua", { program = program,
+      env = { HTTP_URL = "http://127.0.0.1:" .. port, REFRESH = 60 } })
+    finally(function() app:stop() end)
+    -- the worker's first refresh (scgi.timer(0)) waits for the upstream, not the requests
+    local res = app:get("/")
+    assert.equal(503, res.status)
+    assert.equal("1", res.headers["retry-after"])
+    assert.equal("warming up\n", res.body)
+    upstream:settimeout(10)
+    local c = assert(upstream:accept())
+    c:settimeout(10)
+    assert.equal("GET /rates?delay=0.5 HTTP/1.1", c:receive("*l"))
+    repeat local line = assert(c:receive("*l")) until line == ""
+    c:send("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n3\n")
+    c:close()
+    local deadline = socket.gettime() + 5
+    repeat
+      res = app:get("/")
+    until res.status ~= 503 or socket.gettime() > deadline
+    assert.equal(200, res.status)
+    assert.matches("^3, fetched %d+ s ago by worker 0, served by worker 0\n$", res.body)
+    assert.equal(0, app:stop())
+    assert.matches("cache: worker 0: timer ended early (premature)", app:log(), 1, true)
   end)
 end)

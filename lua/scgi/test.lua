@@ -9,7 +9,7 @@ local T = {}
 
 -- Default bounds, in seconds: start (until the "listening on" line), one request (all of it),
 -- stop (SIGTERM to exit; over the program's default --grace of 30 s).
-T.start_timeout, T.timeout, T.stop_timeout = 10, 10, 40
+T.start_timeout, T.timeout, T.stop_timeout = 30, 10, 40
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
