@@ -214,6 +214,10 @@ describe("scgi.test against the real program", function()
     assert.equal(0, app:stop())
     assert.is_false(alive(app.pid))
     assert.is_nil(io.open(app.dir .. "/log"), "the private directory is removed")
+    -- nor is the wrapper or its watchdog left: they could signal the pid once used again
+    H.wait_for(function()
+      return not H.sh_out("ps -eo args"):find(app.dir, 1, true)
+    end, 3, "the wrapper and the watchdog of " .. app.dir .. " to end")
     assert.matches("listening on", app:log(), 1, true) -- the log outlives the directory
   end)
 
@@ -296,13 +300,14 @@ describe("scgi.test against the real program", function()
 package.path = %q .. "/lua/?.lua;" .. package.path
 local T = require "scgi.test"
 APP = T.start(%q, { program = %q })
-print(APP.pid)
+print(APP.pid, APP.dir)
 io.stdout:flush()
 os.exit(0, false) -- no lua_close: no finalizer runs
 ]]):format(H.sh_out("cd " .. H.quote(H.root) .. " && pwd"):gsub("%s+$", ""), app_file, program))
-    local pid = tonumber(H.sh_out("lua5.4 " .. H.quote(script)):match("%d+"))
-    assert.is_number(pid)
-    gone(pid, 5)
+    local pid, app_dir = H.sh_out("lua5.4 " .. H.quote(script)):match("^(%d+)\t(%S+)")
+    assert.is_string(app_dir)
+    gone(tonumber(pid), 5)
+    H.wait_for(function() return not H.exists(app_dir) end, 5, "the app's directory to be removed")
   end)
 end)
 

@@ -120,7 +120,7 @@ App.__gc = function(self) stop_quietly(self) end
 App.__close = function(self, err)
   if err ~= nil then stop_quietly(self) else self:stop() end
 end
-App.__tostring = function(self) return ("scgi.test app %s (pid %d)"):format(self.app, self.pid) end
+App.__tostring = function(self) return ("scgi.test app %s (pid %s)"):format(self.app, self.pid) end
 
 -- Waits (bounded, default 5 s) until the log holds `text` (plain), and returns the log; the log
 -- is written by a thread of its own, so a line may come a little after the answer.
@@ -426,16 +426,20 @@ function T.start(app_path, options)
   end
   local cmd = (#env > 0 and ("env " .. table.concat(env, " ") .. " ") or "") .. table.concat(args, " ")
   -- the wrapper: runs the program with its output in dir/log, writes its pid, then its exit
-  -- status; a watchdog sends SIGTERM (then SIGKILL after 45 s) if the spec's process dies first
+  -- status. A watchdog sends the program SIGTERM (SIGKILL 45 s later) if the spec's process dies
+  -- first; the wrapper ends the watchdog as soon as the program is reaped, so no signal can reach
+  -- a pid used again, and removes the directory when nobody is left to.
   local d = q(dir)
   local script = table.concat({
     "exec </dev/null;",
-    cmd .. " >>" .. d .. "/log 2>&1 & pid=$!; echo $pid >" .. d .. "/pid.tmp; mv " .. d .. "/pid.tmp " .. d .. "/pid;",
-    "( while kill -0 \"$owner\" 2>/dev/null && [ ! -e " .. d .. "/status ]; do sleep 1; done;",
-    "  [ -e " .. d .. "/status ] || kill -TERM $pid; n=0;",
-    "  while [ ! -e " .. d .. "/status ] && [ $n -lt 45 ]; do sleep 1; n=$((n+1)); done;",
-    "  [ -e " .. d .. "/status ] || kill -KILL $pid ) >/dev/null 2>&1 &",
-    "wait $pid; echo $? >" .. d .. "/status.tmp; mv " .. d .. "/status.tmp " .. d .. "/status",
+    cmd .. " >>" .. d .. "/log 2>&1 & pid=$!;",
+    "echo $pid >" .. d .. "/pid.tmp; mv " .. d .. "/pid.tmp " .. d .. "/pid;",
+    "( while kill -0 \"$owner\" 2>/dev/null; do sleep 1; done; kill -TERM $pid; n=0;",
+    "  while kill -0 $pid 2>/dev/null && [ $n -lt 45 ]; do sleep 1; n=$((n+1)); done;",
+    "  kill -KILL $pid ) >/dev/null 2>&1 & wd=$!;",
+    "wait $pid; st=$?; kill $wd 2>/dev/null;",
+    "echo $st >" .. d .. "/status.tmp; mv " .. d .. "/status.tmp " .. d .. "/status;",
+    "kill -0 \"$owner\" 2>/dev/null || rm -rf " .. d,
   }, " ")
   os.execute("owner=$PPID sh -c " .. q(script) .. " >/dev/null 2>&1 &")
   local self = setmetatable({
@@ -450,6 +454,7 @@ function T.start(app_path, options)
     if not self.pid then socket.sleep(0.01) end
   until self.pid or socket.gettime() > deadline
   if not self.pid then
+    self.gone = true
     os.execute("rm -rf " .. q(dir))
     error("scgi.test: could not start a shell for " .. program, 2)
   end
@@ -461,9 +466,9 @@ function T.start(app_path, options)
     if self.listen then return self end
     local st = exit_status(self)
     if st then
-      forget(self)
+      forget(self) -- reads the log again: all of it is written now
       error(("scgi.test: %s %s did not start (exit status %d):\n%s"):format(program, app_path, st,
-        log ~= "" and log or "(no output)"), 2)
+        self.saved_log ~= "" and self.saved_log or "(no output)"), 2)
     end
     if socket.gettime() > deadline then
       stop_quietly(self, 1)
