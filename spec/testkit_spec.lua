@@ -190,6 +190,7 @@ describe("scgi.test against the real program", function()
     finally(function() app:stop() end)
     assert.matches("^unix:.*/scgi%-test%.[%w]+/scgi%.sock$", app.listen)
     assert.matches("(2 workers)", app:log(), 1, true)
+    assert.equal("", H.sh_out("ps -o pid= --ppid " .. app.pid), "--no-master: no serving process under it")
     local res = app:get("/created")
     assert.equal(201, res.status)
     assert.same({ ["x-multi"] = { "one", "two" }, ["content-type"] = "text/plain" }, res.headers)
@@ -219,6 +220,19 @@ describe("scgi.test against the real program", function()
       return not H.sh_out("ps -eo args"):find(app.dir, 1, true)
     end, 3, "the wrapper and the watchdog of " .. app.dir .. " to end")
     assert.matches("listening on", app:log(), 1, true) -- the log outlives the directory
+  end)
+
+  it("runs the supervisor when asked, or for --processes, and stops it with status 0", function()
+    for _, opts in ipairs({ { supervisor = true }, { args = { "--processes", "2" } } }) do
+      opts.program = program
+      local app = T.start(app_file, opts)
+      finally(function() app:stop() end)
+      -- the program the kit started is the supervisor: it has serving processes
+      assert.matches("%d", H.sh_out("ps -o pid= --ppid " .. app.pid))
+      if opts.args then assert.matches("(2 workers in 2 processes)", app:log(), 1, true) end
+      assert.equal("made", app:get("/created").body)
+      assert.equal(0, app:stop())
+    end
   end)
 
   it("a handler error is a 500 and its log line can be waited for", function()
