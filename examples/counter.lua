@@ -5,9 +5,14 @@
 --   DELETE /          -> {"hits": 0}
 local scgi = require "scgi"
 
+-- A JSON string: quoted, with '"', '\' and control characters escaped.
+local function str(s)
+  return '"' .. tostring(s):gsub('[%c"\\]', function(c) return ("\\u%04x"):format(c:byte()) end) .. '"'
+end
+
 local function json(client, status, t)
   local parts = {}
-  for k, v in pairs(t) do parts[#parts + 1] = ("%q:%s"):format(k, math.tointeger(v) or tostring(v)) end
+  for k, v in pairs(t) do parts[#parts + 1] = str(k) .. ":" .. (math.tointeger(v) or str(v)) end
   client:respond(status, { ["Content-Type"] = "application/json" }, "{" .. table.concat(parts, ",") .. "}\n")
 end
 
