@@ -165,8 +165,8 @@ return function(headers, client)
   elseif path == "/sleep" then
     scgi.sleep(5)
     client:respond(200, {}, "late")
-  elseif path == "/exit" then
-    os.exit(3)
+  elseif path == "/exit" then -- os.exit only raises in a worker: the program dies another way
+    os.execute("kill -KILL $PPID")
   elseif path == "/boom" then
     error("kit boom at " .. headers.REQUEST_URI)
   else
@@ -270,7 +270,7 @@ describe("scgi.test against the real program", function()
     assert.is_false(ok)
     assert.matches("GET /exit: no answer: scgi-lua closed the connection without one", err, 1, true)
     assert.matches("the end of scgi-lua's log:\nscgi-lua: listening on", err, 1, true)
-    assert.equal(3, app:stop())
+    assert.equal(137, app:stop())
     ok, err = pcall(app.get, app, "/")
     assert.is_false(ok)
     assert.matches("the app was stopped", err, 1, true)
