@@ -245,10 +245,32 @@ static int load_source(lua_State *L, struct app *a, const char *name, const char
   return rc;
 }
 
+/* The app a loader closure serves, from its first upvalue: a box only C makes, with a tag no Lua
+   value can forge (debug.setupvalue may put anything there: it raises then, never crashes). */
+static const char app_box_tag[] = "scgi.app";
+struct app_box {
+  const char *tag;
+  struct app *a;
+};
+
+static void push_app_box(lua_State *L, struct app *a) {
+  struct app_box *b = (struct app_box *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->tag = app_box_tag;
+  b->a = a;
+}
+
+static struct app *app_up(lua_State *L) {
+  int i = lua_upvalueindex(1);
+  struct app_box *b = (struct app_box *)lua_touserdata(L, i);
+  if (lua_type(L, i) != LUA_TUSERDATA || lua_rawlen(L, i) != sizeof *b || b->tag != app_box_tag)
+    luaL_error(L, "scgi-lua's loader lost its app (an upvalue was replaced)");
+  return b->a;
+}
+
 /* package.searchers[2] (Lua modules), loading from what the app kept when it has the module;
    reports the file (for --reload-on-change). Upvalue: the app. */
 static int code_searcher(lua_State *L) {
-  struct app *a = lua_touserdata(L, lua_upvalueindex(1));
+  struct app *a = app_up(L);
   const struct app_env *env = (const struct app_env *)(a + 1);
   const char *name = luaL_checkstring(L, 1);
   const struct app_file *f = code_find(a->code, name, NULL);
@@ -275,7 +297,7 @@ static int code_searcher(lua_State *L) {
 /* loadfile and dofile by path read what the app kept (standard input: Lua's own). Upvalues: the
    app, Lua's function. */
 static int code_loadfile(lua_State *L) {
-  struct app *a = lua_touserdata(L, lua_upvalueindex(1));
+  struct app *a = app_up(L);
   const char *path = luaL_optstring(L, 1, NULL), *mode = luaL_optstring(L, 2, NULL);
   int env = !lua_isnone(L, 3) ? 3 : 0;
   if (path == NULL) {
@@ -303,7 +325,7 @@ static int dofile_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int code_dofile(lua_State *L) {
-  struct app *a = lua_touserdata(L, lua_upvalueindex(1));
+  struct app *a = app_up(L);
   const char *path = luaL_optstring(L, 1, NULL);
   lua_settop(L, 1);
   if (path == NULL) {
@@ -320,16 +342,16 @@ static int code_dofile(lua_State *L) {
 static void install_code(lua_State *L, struct app *a) {
   lua_getglobal(L, "package");
   if (lua_getfield(L, -1, "searchers") == LUA_TTABLE) {
-    lua_pushlightuserdata(L, a);
+    push_app_box(L, a);
     lua_pushcclosure(L, code_searcher, 1);
     lua_rawseti(L, -2, 2);
   }
   lua_pop(L, 2);
-  lua_pushlightuserdata(L, a);
+  push_app_box(L, a);
   lua_getglobal(L, "loadfile");
   lua_pushcclosure(L, code_loadfile, 2);
   lua_setglobal(L, "loadfile");
-  lua_pushlightuserdata(L, a);
+  push_app_box(L, a);
   lua_getglobal(L, "dofile");
   lua_pushcclosure(L, code_dofile, 2);
   lua_setglobal(L, "dofile");

@@ -126,6 +126,15 @@ describe("the debug library against the bindings' type checks", function()
     assert.matches("the coroutine was replaced", r["wrap-upvalue"][2], 1, true)
     H.hello_ok(srv.addr)
   end)
+
+  it("loadfile, dofile and require's searcher whose app upvalue was replaced raise", function()
+    local r = calls("/forge-loaders")
+    for _, name in ipairs({ "dofile", "loadfile", "searcher" }) do
+      assert.is_false(r[name][1], name)
+      assert.matches("lost its app", r[name][2], 1, true)
+    end
+    H.hello_ok(srv.addr)
+  end)
 end)
 
 describe("server calls where none belong", function()

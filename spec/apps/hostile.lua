@@ -135,6 +135,24 @@ routes["/forge-frames"] = function(_, client)
   })
 end
 
+-- loadfile, dofile and require's searcher with their app upvalue replaced (then put back).
+routes["/forge-loaders"] = function(_, client)
+  local searcher = package.searchers[2]
+  local calls = {}
+  for name, f in pairs({ loadfile = loadfile, dofile = dofile, searcher = searcher }) do
+    calls[#calls + 1] = { name, function()
+      local _, box = debug.getupvalue(f, 1)
+      debug.setupvalue(f, 1, io.stdout)
+      local ok, err = pcall(f, name == "searcher" and "nosuchmodule" or "/nonexistent.lua")
+      debug.setupvalue(f, 1, box)
+      assert(f ~= dofile or not ok)
+      error(err, 0)
+    end }
+  end
+  table.sort(calls, function(a, b) return a[1] < b[1] end)
+  answer_calls(client, calls)
+end
+
 routes["/loop"] = function() while true do end end
 
 routes["/gc-loop"] = function(_, client)
