@@ -499,7 +499,7 @@ describe("errors in __gc metamethods", function()
   it("do not stop a clean exit when pending finalizers raise at lua_close", function()
     assert.equal(200, (H.request(srv.addr, "GET", "/gc-error-pending")))
     assert.equal(0, srv.stop())
-    assert.truthy(srv.output():find("worker 0: served", 1, true))
+    H.wait_log(srv, 0, "worker 0: served")
   end)
 end)
 

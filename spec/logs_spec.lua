@@ -92,7 +92,7 @@ describe("logs", function()
     local srv = H.start("ops_app.lua")
     assert.equal(400, (H.parse(H.raw(srv.addr, "nonsense\r\n\r\n", 10))))
     H.wait_for(function() return srv.output():find("400 Bad Request", 1, true) end, 5, "the 400 line")
-    assert.truthy(srv.output():find("scgi%-lua: #%d+ %- %-: 400 Bad Request: "), srv.output())
+    H.wait_log_match(srv, 0, "scgi%-lua: #%d+ %- %-: 400 Bad Request: ")
     assert.equal(0, srv.stop())
   end)
 

@@ -99,7 +99,7 @@ print(("handle_requests returned %%s after %%d requests"):format(tostring(ok), c
     -- an error in the handler is a 500 and the next request is fine
     status = H.request(sock, "GET", "/fail")
     assert.equal(500, status)
-    assert.truthy(srv.output():find("GET /fail: handler error: [^\n]*handler failure 4"))
+    H.wait_log_match(srv, 0, "GET /fail: handler error: [^\n]*handler failure 4")
     status, _, body = H.request(sock, "GET", "/c")
     assert.equal(200, status)
     assert.equal("/c count=5 global of the calling state", body)
@@ -159,11 +159,11 @@ end
       local _, n = srv.output():gsub("listening on", "")
       return n == 2
     end, 10, "the second round to listen")
-    assert.truthy(srv.output():find("round 1 returned true", 1, true))
+    H.wait_log(srv, 0, "round 1 returned true")
     _, _, body = H.request(sock, "GET", "/")
     assert.equal("round 2", body)
     assert.equal(0, srv.stop())
-    assert.truthy(srv.output():find("round 2 returned true", 1, true))
+    H.wait_log(srv, 0, "round 2 returned true")
   end)
 
   it("leaves no leak in the Lua process after handle_requests (ASan build)", function()

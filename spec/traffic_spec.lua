@@ -195,7 +195,7 @@ describe("the environment", function()
       local _, _, b = H.request(srv.addr, "GET", "/lazy?dir=" .. dir)
       return b == "second"
     end, 10, "the reload after the module changed")
-    assert.truthy(srv.output():find(dir .. "/lazy_mod.lua changed", 1, true))
+    H.wait_log(srv, 0, dir .. "/lazy_mod.lua changed")
     assert.equal(0, srv.stop())
   end)
 end)
