@@ -80,19 +80,29 @@ $(O)/test_parse: spec/test_parse.c core/scgi_parse.c core/scgi_parse.h
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -Icore -O1 -g $(CFLAGS) -fsanitize=address,undefined \
 	  -fno-sanitize-recover=all -o $@ spec/test_parse.c core/scgi_parse.c
 
-# The C parser tests (under ASan and UBSan) and the busted specs; ends with "N passed, N failed".
+# The WebSocket frame layer's C tests, under ASan and UBSan like the parser's.
+$(O)/test_ws_frame: spec/test_ws_frame.c core/ws_frame.c core/ws_frame.h
+	@mkdir -p $(O)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -Icore -O1 -g $(CFLAGS) -fsanitize=address,undefined \
+	  -fno-sanitize-recover=all -o $@ spec/test_ws_frame.c core/ws_frame.c
+
+C_TESTS = $(O)/test_parse $(O)/test_ws_frame
+
+# The C tests (under ASan and UBSan) and the busted specs; ends with "N passed, N failed".
 test: deps-test
-	@$(MAKE) --no-print-directory all $(O)/test_parse
+	@$(MAKE) --no-print-directory all $(C_TESTS)
 	@sh spec/run.sh $(O)
 
 deps-test:
 	@sh .ci/deps.sh test
 
-test-c: $(O)/test_parse
+test-c: $(C_TESTS)
 	$(O)/test_parse
+	$(O)/test_ws_frame
 
 asan:
-	$(MAKE) O=build-asan SANITIZE=address,undefined CFLAGS='-O1 -g' all build-asan/test_parse
+	$(MAKE) O=build-asan SANITIZE=address,undefined CFLAGS='-O1 -g' all build-asan/test_parse \
+	  build-asan/test_ws_frame
 
 run:
 	@sh examples/run.sh
@@ -119,14 +129,22 @@ build-fuzz/fuzz_conn: fuzz/fuzz_conn.c $(FUZZ_CORE) core/*.h core/*.lua
 	$(MAKE) O=build-fuzz build-fuzz/client_lua.h build-fuzz/luasocket_lua.h
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_conn.c $(FUZZ_CORE) $(LUA_LIB) -lev -lssl -lcrypto -lm -pthread
 
-fuzz: build-fuzz/fuzz_parse build-fuzz/fuzz_conn
-	@mkdir -p build-fuzz/corpus-parse build-fuzz/corpus-conn
+build-fuzz/fuzz_ws_frame: fuzz/fuzz_ws_frame.c core/ws_frame.c core/ws_frame.h
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/fuzz_ws_frame.c core/ws_frame.c
+
+FUZZ_TARGETS = build-fuzz/fuzz_parse build-fuzz/fuzz_conn build-fuzz/fuzz_ws_frame
+
+fuzz: $(FUZZ_TARGETS)
+	@mkdir -p build-fuzz/corpus-parse build-fuzz/corpus-conn build-fuzz/corpus-ws_frame
 	cd build-fuzz && ./fuzz_parse $(FUZZ_RUN) corpus-parse ../fuzz/corpus/parse
 	cd build-fuzz && ./fuzz_conn $(FUZZ_RUN) -dict=../fuzz/conn.dict corpus-conn ../fuzz/corpus/conn
+	cd build-fuzz && ./fuzz_ws_frame $(FUZZ_RUN) corpus-ws_frame ../fuzz/corpus/ws_frame
 
-fuzz-regress: build-fuzz/fuzz_parse build-fuzz/fuzz_conn
+fuzz-regress: $(FUZZ_TARGETS)
 	build-fuzz/fuzz_parse -runs=0 fuzz/corpus/parse $(wildcard fuzz/regressions/parse)
 	build-fuzz/fuzz_conn -runs=0 fuzz/corpus/conn $(wildcard fuzz/regressions/conn)
+	build-fuzz/fuzz_ws_frame -runs=0 fuzz/corpus/ws_frame $(wildcard fuzz/regressions/ws_frame)
 
 # Ten minutes (SOAK_SECONDS) of mixed traffic through nginx and direct; not part of make test.
 soak: all
@@ -143,10 +161,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(LUADIR)/scgi
 
 format:
-	clang-format -i core/*.c core/*.h bench/*.c fuzz/*.c
+	clang-format -i core/*.c core/*.h bench/*.c fuzz/*.c spec/*.c
 
 format-check:
-	clang-format --dry-run --Werror core/*.c core/*.h bench/*.c fuzz/*.c
+	clang-format --dry-run --Werror core/*.c core/*.h bench/*.c fuzz/*.c spec/*.c
 
 clean:
 	rm -rf build build-asan build-dev build-fuzz scgi-lua
