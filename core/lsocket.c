@@ -411,7 +411,8 @@ static int tcp_tbc(lua_State *L) {
 
 /* __gc: no task can be parked on it (a parked task holds it), unless the state is closing. */
 static int tcp_gc(lua_State *L) {
-  shut(L, lsocket_check(L, 1), SOCK_CLOSED, 0);
+  struct lsock *u = (struct lsock *)lbind_test(L, 1, lsocket_tag, sizeof(struct lsock));
+  if (u) shut(L, u, SOCK_CLOSED, 0); /* another value given this metatable: left alone */
   return 0;
 }
 
