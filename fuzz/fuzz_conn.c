@@ -88,6 +88,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_HEADER 4096
@@ -264,6 +265,7 @@ static int dump;
 struct peer {
   int fd;           /* our end, -1 once closed */
   int srv_fd;       /* the server's end, for the closed-descriptor check */
+  ino_t srv_ino;    /* ... and its inode: the number may be reused once the server closed it */
   int close_at_end; /* close() rather than shutdown(SHUT_WR) */
   int stopped;      /* a write failed or stalled: the rest of the input was not sent */
   int eof;          /* the answer is complete (EOF seen) */
@@ -344,6 +346,9 @@ static struct peer *open_peer(int close_at_end) {
   memset(p, 0, sizeof *p);
   p->fd = sv[1];
   p->srv_fd = sv[0];
+  struct stat st;
+  CHECK(fstat(sv[0], &st) == 0, "fstat");
+  p->srv_ino = st.st_ino;
   p->close_at_end = close_at_end;
   ev_now_update(wk.loop); /* as accept_some does: budgets start now */
   conn_accept(&wk, sv[0]);
@@ -450,7 +455,13 @@ static void check_answer(const struct peer *p, const uint8_t *req, int over_limi
 
 static void remove_app_file(void) { unlink(app_path); }
 
-static int fd_closed(int fd) { return fcntl(fd, F_GETFD) == -1 && errno == EBADF; }
+/* The server closed its end of p: the descriptor is gone, or its number now names another file
+   (a later peer's socketpair, a file a loader thread opened). */
+static int srv_closed(const struct peer *p) {
+  struct stat st;
+  if (fstat(p->srv_fd, &st) < 0) return errno == EBADF;
+  return st.st_ino != p->srv_ino;
+}
 
 static int watcher_idle(void *w) {
   return !ev_is_active((ev_watcher *)w) && !ev_is_pending((ev_watcher *)w);
@@ -587,7 +598,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(ev_pending_count(wk.loop) == 0, "events pending after the loop");
   ev_verify(wk.loop);
   for (int i = 0; i < npeers; i++)
-    CHECK(fd_closed(peers[i].srv_fd), "the server's descriptor was not closed");
+    CHECK(srv_closed(&peers[i]), "the server's descriptor was not closed");
   unsigned pooled = 0;
   for (struct conn *c = wk.free_conns; c; c = c->next, pooled++)
     CHECK(watcher_idle(&c->io) && watcher_idle(&c->timer) && watcher_idle(&c->budget),
